@@ -1,0 +1,115 @@
+"""The spec language: load, validate, hash and assemble declarative diffusion pipelines.
+
+>>> from archspec import load_spec, build_model
+>>> spec = load_spec("examples/specs/tiny_unet_8.yaml", overrides=["vars.width=64"])
+>>> model = build_model(spec)        # model(x_t, t) -> prediction, pixel space (B, C, H, W)
+
+``load_spec`` raises :class:`SpecError` listing every problem with its location.
+Importing this package is cheap: torch is imported only when shapes are inferred or a
+model is built.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from archspec.errors import Problem, SpecError, UserError
+from archspec.spec import SPEC_VERSION, Spec
+
+__all__ = [
+    "Problem", "SPEC_VERSION", "Spec", "SpecError", "UserError", "arch_hash", "build_model",
+    "canonical", "ensure_validated", "json_schema", "load_spec", "registry_version",
+    "spec_from_dict", "spec_hash",
+]
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read, upgrade, override, resolve and fully validate the spec at ``path``."""
+    from archspec.loading import read_document
+
+    data = read_document(path)
+    try:
+        spec = spec_from_dict(data, overrides)
+    except SpecError as e:
+        raise SpecError(e.problems, str(path)) from None
+    spec._source = str(path)
+    return spec
+
+
+def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> Spec:
+    """Validate plain data (as parsed from YAML/JSON) into a checked :class:`Spec`."""
+    from archspec.loading import apply_overrides, resolve_vars, upgrade
+    from archspec.validate import check_schema
+
+    data = upgrade(json.loads(json.dumps(data)))  # deep copy; also rejects non-JSON values
+    data = apply_overrides(data, list(overrides or []))
+    spec = check_schema(resolve_vars(data))
+    ensure_validated(spec)
+    return spec
+
+
+def ensure_validated(spec: Spec) -> Spec:
+    """Run the block, graph, domain and shape layers once (results cached on ``spec``)."""
+    if spec._order:
+        return spec
+    from archspec.validate import check_blocks, check_domains, check_graph, check_shapes
+
+    params = check_blocks(spec)
+    order = check_graph(spec)
+    domains = check_domains(spec, order)
+    check_shapes(spec, order, domains, params)
+    spec._params, spec._domains, spec._order = params, domains, order
+    return spec
+
+
+def build_model(spec: Spec):
+    """Assemble the spec's model (an ``nn.Module``; ``model(x_t, t)`` in pixel space)."""
+    from archspec.assemble import build_model as _build
+
+    return _build(spec)
+
+
+def canonical(spec: Spec) -> dict[str, Any]:
+    """The fully resolved spec: vars substituted, every default filled (JSON types)."""
+    ensure_validated(spec)
+    data = spec.model_dump(mode="json", by_alias=True)
+    for nid, node in spec.model.nodes.items():
+        p = spec._params[nid].model_dump(mode="json")
+        data["model"]["nodes"][nid] = {"block": node.block, "in": list(node.in_), **p}
+    return json.loads(json.dumps(data))  # plain JSON types; key order as declared
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def spec_hash(spec: Spec) -> str:
+    """Hash of everything that changes a run: the canonical form minus labels and vars."""
+    data = canonical(spec)
+    for key in ("name", "description", "vars"):
+        data.pop(key, None)
+    return _digest(data)
+
+
+def arch_hash(spec: Spec) -> str:
+    """Hash of the architecture alone (image shape and model graph)."""
+    data = canonical(spec)
+    return _digest({"image": data["image"], "model": data["model"]})
+
+
+def registry_version() -> str:
+    """Fingerprint of the block registry: names, domains and parameter schemas."""
+    import blocks
+
+    return _digest({n: [e.takes, e.gives, e.params.model_json_schema()]
+                    for n, e in blocks.BLOCKS.items()})
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec format, with each block's parameters as node variants."""
+    from archspec.schema import build_schema
+
+    return build_schema()
