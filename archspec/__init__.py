@@ -15,14 +15,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from archspec.errors import Problem, SpecError, UserError
-from archspec.spec import SPEC_VERSION, Spec
+
+if TYPE_CHECKING:
+    from archspec.spec import Spec
 
 __all__ = [
     "Problem", "SPEC_VERSION", "Spec", "SpecError", "UserError", "arch_hash", "build_model",
     "canonical", "ensure_validated", "json_schema", "load_spec", "registry_version",
     "spec_from_dict", "spec_hash",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # pydantic is imported on first use, so `archsearch --help` stays instant
+    if name in ("Spec", "SPEC_VERSION"):
+        from archspec import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'archspec' has no attribute {name!r}")
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:

@@ -10,12 +10,17 @@ from typing import Any
 from archspec.spec import Spec
 
 
+_VAR_REF = {"type": "string", "pattern": r"^\$\{vars\.[A-Za-z_][A-Za-z0-9_]*\}$",
+            "description": "a reference to a spec variable"}
+
+
 def _block_variant(name: str, entry) -> dict[str, Any]:
     ps = entry.params.model_json_schema()
     props = {"block": {"const": name, "description": entry.doc},
              "in": {"type": "array", "items": {"type": "string"},
                     "description": f"inputs: {', '.join(entry.takes) or 'none'}"}}
-    props.update(ps.get("properties", {}))
+    # any parameter may be a ${vars.NAME} reference, resolved before validation
+    props.update({k: {"anyOf": [v, _VAR_REF]} for k, v in ps.get("properties", {}).items()})
     out: dict[str, Any] = {"type": "object", "properties": props, "required": ["block"],
                            "additionalProperties": False,
                            "description": f"{entry.family}: {entry.doc} -> {entry.gives}"}

@@ -184,7 +184,8 @@ def check_graph(spec: Spec) -> list[str]:
         problems.append(Problem("model.output", f"{out!r} does not depend on the input image"))
     if problems:
         raise SpecError(problems)
-    return list(nx.lexicographical_topological_sort(g))
+    index = {n: i for i, n in enumerate(nodes)}  # keep declared order where the graph allows
+    return list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
 
 
 # --------------------------------------------------------------------------- layer 4: domains

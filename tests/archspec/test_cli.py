@@ -1,0 +1,95 @@
+"""The archsearch command: exit codes, messages, schema, and light start-up."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from archspec.cli import main
+from tests.conftest import MINIMAL, ROOT, SPECS
+
+
+def test_validate_ok(capsys):
+    assert main(["validate", str(SPECS / "tiny_unet_8.yaml")]) == 0
+    assert "tiny_unet_8.yaml: ok (tiny_unet_8, " in capsys.readouterr().out
+
+
+def test_validate_bad_prints_one_line_per_problem(write_spec, capsys):
+    bad = write_spec(MINIMAL.replace("size: 8", "size: -1").replace("rfft2, in", "rfft3, in"))
+    good = write_spec(MINIMAL, "good.yaml")
+    assert main(["validate", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{bad}: image.size: expected >= 2, got -1"]  # schema layer stops first
+    assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01\x02", b"name: [", b"", b"\xff\xfe"])
+def test_validate_bad_input_exit_2_without_traceback(tmp_path, content):
+    p = tmp_path / "x.yaml"
+    p.write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "archspec.cli", "validate", str(p)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"{p}: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_show_prints_table(capsys):
+    assert main(["show", str(SPECS / "tiny_unet_8_graph.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "node" in out and "e1" in out and "resblock" in out and "32x8x8" in out
+    assert "spec hash: " in out
+
+
+def test_blocks_lists_registry(capsys):
+    assert main(["blocks", "--json"]) == 0
+    listing = {b["block"]: b for b in json.loads(capsys.readouterr().out)}
+    assert listing["rfft2"]["takes"] == ["real"] and listing["rfft2"]["gives"] == "complex"
+    assert "channels" in listing["conv"]["params"]
+
+
+def test_schema_validates_examples_and_rejects_typos(capsys):
+    import jsonschema
+    import yaml
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    validator = jsonschema.Draft202012Validator(schema)
+    for p in SPECS.glob("*.yaml"):
+        errors = list(validator.iter_errors(yaml.safe_load(p.read_text())))
+        assert not errors, (p.name, errors[:1])
+    bad = yaml.safe_load((SPECS / "tiny_unet_8_graph.yaml").read_text())
+    bad["model"]["nodes"]["e1"]["chanels"] = 3
+    assert list(validator.iter_errors(bad))
+
+
+def test_usage_error_exit_2():
+    r = subprocess.run([sys.executable, "-m", "archspec.cli", "validate"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "usage:" in r.stderr
+
+
+HEAVY = ["torch", "gradio", "lpips", "torch_fidelity", "diffusers", "pydantic", "networkx"]
+
+
+def _imported_after(argv: list[str]) -> set[str]:
+    code = ("import sys\nfrom archspec.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print('IMPORTED:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("IMPORTED:"), r.stdout + r.stderr
+    return set(filter(None, line.removeprefix("IMPORTED:").split(",")))
+
+
+def test_help_imports_nothing_heavy():
+    assert _imported_after(["--help"]) == set()
+
+
+def test_validate_imports_only_what_it_needs():
+    mods = _imported_after(["validate", str(SPECS / "tiny_unet_8.yaml")])
+    assert mods <= {"torch", "pydantic", "networkx"}
+    assert not mods & {"gradio", "lpips", "torch_fidelity", "diffusers"}

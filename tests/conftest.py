@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests never touch the real home cache or the network."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "examples" / "specs"
+
+# One cache root for the whole session so expensive artefacts (extractor weights,
+# reference statistics) are made once, and never in the user's home.
+os.environ.setdefault("ARCHSEARCH_CACHE", tempfile.mkdtemp(prefix="archsearch-test-cache-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TORCH_HOME", os.path.join(os.environ["ARCHSEARCH_CACHE"], "torch"))
+
+
+MINIMAL = """\
+spec_version: 1
+name: fft_roundtrip
+image: {channels: 1, size: 8}
+model:
+  nodes:
+    x: {block: input}
+    f: {block: rfft2, in: [x]}
+    y: {block: irfft2, in: [f]}
+  output: y
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write spec text to a file and return its path."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        p = tmp_path / name
+        p.write_text(text)
+        return p
+
+    return write
