@@ -1,0 +1,33 @@
+"""Block registry and block families.
+
+Importing this package registers every family. Specs reach blocks by these names only.
+
+>>> import blocks
+>>> blocks.names()[:3]                       # doctest: +SKIP
+>>> blocks.get("conv").params               # the pydantic parameter model
+"""
+from blocks.core import (ADAPTERS, BLOCKS, DOMAINS, BlockEntry, BlockParams, NoParams,
+                         RegistryError, TensorSpec, adapter_hint, build_block, get_block,
+                         register_block)
+
+# Families register themselves on import; the order does not matter.
+from blocks import io  # noqa: F401,E402
+from blocks import spatial  # noqa: F401,E402
+from blocks import adapters  # noqa: F401,E402
+from blocks import time  # noqa: F401,E402
+from blocks import unet  # noqa: F401,E402
+
+
+def names() -> list[str]:
+    """All registered block names, sorted."""
+    return BLOCKS.names()
+
+
+get = get_block
+build = build_block
+
+__all__ = [
+    "ADAPTERS", "BLOCKS", "DOMAINS", "BlockEntry", "BlockParams", "NoParams", "RegistryError",
+    "TensorSpec", "adapter_hint", "build", "build_block", "get", "get_block", "names",
+    "register_block",
+]

@@ -1,0 +1,265 @@
+"""The ``unet`` composite: a whole (spatial, spectral or hybrid) UNet from a few parameters.
+
+The layout follows the DDPM/ADM UNet (Ronneberger et al. 2015, "U-Net"; Ho et al. 2020;
+Dhariwal & Nichol 2021) but is domain-generic: the encoder and decoder stage blocks are
+registry names, and the domain each stage works in is the first domain its block takes.
+A spectral encoder (``complex_resblock``) with a spatial decoder (``resblock``) gives a
+hybrid UNet; the input, skip connections and decoder output are converted between domains
+with the orthonormal adapters of :mod:`blocks.adapters`.
+
+Structure, for L levels of widths ``channels * channel_mult[l]``::
+
+    x -> convert(real -> enc)
+      level l = 0..L-1:  blocks_per_level x [stage block (+ attention)], skip after each;
+                         then (l < L-1) the encoder domain's downsampler
+      middle:            stage block (+ attention) + stage block, in the encoder domain
+      convert(enc -> dec)
+      level l = L-1..0:  blocks_per_level x [concat(x, convert(skip)) -> stage block
+                         (+ attention)]; then (l > 0) the decoder domain's upsampler
+      convert(dec -> real) -> GroupNorm - SiLU - conv3x3 (zero init) -> out_channels
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from blocks.adapters import concat_domain, convert, spec_for
+from blocks.core import BlockEntry, BlockParams, TensorSpec, get_block, register_block
+from blocks.spatial import group_norm, zero_
+
+# Per stage domain: (downsampler, upsampler) block names. The complex/dual ones halve or
+# double the implied spatial size by cropping or zero-padding the spectrum.
+RESAMPLE: dict[str, tuple[str, str]] = {
+    "real": ("downsample", "upsample"),
+    "complex": ("spectral_down", "spectral_up"),
+    "dual": ("dual_down", "dual_up"),
+}
+
+
+class UNetParams(BlockParams):
+    channels: int = Field(gt=0, le=4096, description="base width (channels of level 0)")
+    channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1, max_length=8,
+                                    description="width multiplier per level")
+    blocks_per_level: int = Field(1, ge=1, le=8)
+    attention_levels: list[int] = Field(default_factory=list,
+                                        description="levels whose stage blocks get attention")
+    mid_attention: bool = True
+    encoder: str = Field("resblock", description="stage block of the encoder (and middle)")
+    decoder: str | None = Field(None, description="stage block of the decoder; default encoder")
+    attention: str = "self_attention"
+    encoder_attention: str | None = Field(None, description="default: attention")
+    decoder_attention: str | None = Field(None, description="default: attention")
+    out_channels: int | None = Field(None, gt=0, le=4096, description="default: input channels")
+    groups: int = Field(8, gt=0, le=1024)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "UNetParams":
+        if any(m <= 0 for m in self.channel_mult):
+            raise ValueError(f"channel_mult entries must be > 0, got {self.channel_mult}")
+        bad = [a for a in self.attention_levels if not 0 <= a < len(self.channel_mult)]
+        if bad:
+            raise ValueError(f"attention_levels {bad} out of range for "
+                             f"{len(self.channel_mult)} levels (0..{len(self.channel_mult) - 1})")
+        return self
+
+
+def _stage_domain(entry: BlockEntry) -> str:
+    if not entry.takes:
+        raise ValueError(f"block {entry.name!r} takes no input and cannot be a UNet stage")
+    d = entry.domain_at(0)
+    if d not in RESAMPLE:
+        raise ValueError(f"block {entry.name!r} takes {d!r}; a UNet stage must take "
+                         f"one of {sorted(RESAMPLE)}")
+    if entry.output_domain([d]) != d:
+        raise ValueError(f"block {entry.name!r} takes {d!r} but gives "
+                         f"{entry.output_domain([d])!r}; a UNet stage must keep its domain")
+    return d
+
+
+def _takes_embed(entry: BlockEntry) -> bool:
+    return len(entry.takes) >= 2 and entry.domain_at(1) == "embed"
+
+
+def _build(entry: BlockEntry, inputs: list[TensorSpec], **candidates: Any) -> nn.Module:
+    """Build ``entry`` passing only the candidate params its model declares."""
+    fields = entry.params.model_fields
+    kwargs = {k: v for k, v in candidates.items() if k in fields and v is not None}
+    try:
+        return entry.builder(entry.params(**kwargs), inputs)
+    except Exception as e:  # name the block: the assembler only knows the unet node
+        raise ValueError(f"unet: building {entry.name!r} on {inputs}: {e}") from e
+
+
+class Stage(nn.Module):
+    """A stage block, optionally fed the embedding, optionally followed by attention."""
+
+    def __init__(self, *, block: nn.Module, attention: nn.Module | None, use_emb: bool,
+                 attention_emb: bool = False) -> None:
+        super().__init__()
+        self.block = block
+        self.attention = attention
+        self.use_emb = use_emb
+        self.attention_emb = attention_emb
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        x = self.block(x, emb) if self.use_emb else self.block(x)
+        if self.attention is None:
+            return x
+        return self.attention(x, emb) if self.attention_emb else self.attention(x)
+
+
+class UNet(nn.Module):
+    """Encoder/decoder with skip connections; see the module docstring for the layout.
+
+    Args:
+        enc_domain: domain of the encoder and middle stages.
+        dec_domain: domain of the decoder stages.
+        stem: converter real -> enc_domain.
+        down: encoder stages, level by level.
+        downsamplers: one per level but the last.
+        mid: the middle stages.
+        bridge: converter enc_domain -> dec_domain at the bottom.
+        skip_converters: one per skip, in push order, enc_domain -> dec_domain.
+        up: decoder stages, in the order they run.
+        upsamplers: one per level but level 0, in the order they run.
+        to_real: converter dec_domain -> real at full size.
+        head: GroupNorm - SiLU - conv to the output channels.
+        blocks_per_level: stages per level.
+    """
+
+    def __init__(self, *, enc_domain: str, dec_domain: str, stem: nn.Module,
+                 down: nn.ModuleList, downsamplers: nn.ModuleList, mid: nn.ModuleList,
+                 bridge: nn.Module, skip_converters: nn.ModuleList, up: nn.ModuleList,
+                 upsamplers: nn.ModuleList, to_real: nn.Module, head: nn.Module,
+                 blocks_per_level: int) -> None:
+        super().__init__()
+        self.enc_domain, self.dec_domain = enc_domain, dec_domain
+        self.stem, self.down, self.downsamplers = stem, down, downsamplers
+        self.mid, self.bridge, self.skip_converters = mid, bridge, skip_converters
+        self.up, self.upsamplers, self.to_real, self.head = up, upsamplers, to_real, head
+        self.blocks_per_level = blocks_per_level
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        n = self.blocks_per_level
+        h = self.stem(x)  # (B, C_in, H, W) real -> encoder domain
+        skips = []
+        for i, stage in enumerate(self.down):
+            h = stage(h, emb)
+            skips.append(self.skip_converters[i](h))  # decoder domain
+            if i % n == n - 1 and i // n < len(self.downsamplers):
+                h = self.downsamplers[i // n](h)
+        for stage in self.mid:
+            h = stage(h, emb)
+        h = self.bridge(h)  # encoder -> decoder domain
+        for i, stage in enumerate(self.up):
+            h = stage(concat_domain(self.dec_domain, [h, skips.pop()]), emb)
+            if i % n == n - 1 and i // n < len(self.upsamplers):
+                h = self.upsamplers[i // n](h)
+        return self.head(self.to_real(h))  # (B, C_out, H, W) real
+
+
+def _attention(name: str | None, domain: str, where: str) -> BlockEntry | None:
+    if name is None:
+        return None
+    entry = get_block(name)
+    d = _stage_domain(entry)
+    if d != domain:
+        off = "mid_attention: false" if where == "encoder" else "attention_levels: []"
+        raise ValueError(f"unet: {where} attention {name!r} takes {d!r} but the {where} "
+                         f"stages work in {domain!r}; set {where}_attention to a {domain} "
+                         f"block, or {off}")
+    return entry
+
+
+def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
+    """Assemble a :class:`UNet` for input ``x`` (C, H, W) and embedding ``emb`` (D,)."""
+    if len(x.shape) != 3:
+        raise ValueError(f"unet expects a (C, H, W) image, got shape {x.shape}")
+    c_in, height, width = x.shape
+    levels = len(p.channel_mult)
+    f = 2 ** (levels - 1)
+    if height % f or width % f:
+        raise ValueError(f"unet: image size {height}x{width} is not divisible by 2**(levels-1)"
+                         f" = {f} for {levels} levels")
+    enc_e, dec_e = get_block(p.encoder), get_block(p.decoder or p.encoder)
+    enc_d, dec_d = _stage_domain(enc_e), _stage_domain(dec_e)
+    for d in (enc_d, dec_d):
+        if d != "real" and (height != width):
+            raise ValueError(f"unet: {d} stages need a square image, got {height}x{width}")
+    att_lvls = set(p.attention_levels)
+    need_att = bool(att_lvls) or p.mid_attention
+    enc_a = _attention(p.encoder_attention or p.attention, enc_d, "encoder") if need_att else None
+    dec_a = (_attention(p.decoder_attention or p.attention, dec_d, "decoder")
+             if att_lvls else None)
+
+    common = {"groups": p.groups, "dropout": p.dropout}
+
+    def stage(entry: BlockEntry, att: BlockEntry | None, domain: str, c_in_: int,
+              c_out: int, size: tuple[int, int], with_att: bool) -> Stage:
+        use_emb = _takes_embed(entry)
+        inputs = [spec_for(domain, c_in_, size)] + ([emb] if use_emb else [])
+        block = _build(entry, inputs, channels=c_out, width=size[1], **common)
+        a, a_emb = None, False
+        if with_att and att is not None:
+            a_emb = _takes_embed(att)
+            a_in = [spec_for(domain, c_out, size)] + ([emb] if a_emb else [])
+            a = _build(att, a_in, channels=c_out, groups=p.groups, width=size[1])
+        return Stage(block=block, attention=a, use_emb=use_emb, attention_emb=a_emb)
+
+    def resampler(domain: str, which: int, c: int, size: tuple[int, int]) -> nn.Module:
+        return _build(get_block(RESAMPLE[domain][which]), [spec_for(domain, c, size)])
+
+    widths = [p.channels * m for m in p.channel_mult]
+    sizes = [(height // 2 ** lvl, width // 2 ** lvl) for lvl in range(levels)]
+    down, downsamplers, skip_conv, skip_ch = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), []
+    c = c_in
+    for lvl in range(levels):
+        for _ in range(p.blocks_per_level):
+            down.append(stage(enc_e, enc_a, enc_d, c, widths[lvl], sizes[lvl], lvl in att_lvls))
+            c = widths[lvl]
+            skip_conv.append(convert(enc_d, dec_d, size=sizes[lvl]))
+            skip_ch.append(c)
+        if lvl < levels - 1:
+            downsamplers.append(resampler(enc_d, 0, c, sizes[lvl]))
+
+    bottom = sizes[-1]
+    mid = nn.ModuleList([stage(enc_e, enc_a, enc_d, c, c, bottom, p.mid_attention),
+                         stage(enc_e, enc_a, enc_d, c, c, bottom, False)])
+
+    up, upsamplers = nn.ModuleList(), nn.ModuleList()
+    for lvl in reversed(range(levels)):
+        for _ in range(p.blocks_per_level):
+            c_cat = c + skip_ch.pop()
+            up.append(stage(dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl], lvl in att_lvls))
+            c = widths[lvl]
+        if lvl > 0:
+            upsamplers.append(resampler(dec_d, 1, c, sizes[lvl]))
+
+    head = nn.Sequential(group_norm(c, p.groups), nn.SiLU(),
+                         zero_(nn.Conv2d(c, p.out_channels or c_in, 3, padding=1)))
+    return UNet(enc_domain=enc_d, dec_domain=dec_d, stem=convert("real", enc_d, size=sizes[0]),
+                down=down, downsamplers=downsamplers, mid=mid,
+                bridge=convert(enc_d, dec_d, size=bottom), skip_converters=skip_conv, up=up,
+                upsamplers=upsamplers, to_real=convert(dec_d, "real", size=sizes[0]), head=head,
+                blocks_per_level=p.blocks_per_level)
+
+
+@register_block("unet", params=UNetParams, takes=("real", "embed"), gives="real",
+                family="composite")
+def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
+    """UNet composite (DDPM/ADM layout) with registry-chosen, any-domain stage blocks."""
+    if len(inputs) != 2 or len(inputs[1].shape) != 1:
+        raise ValueError(f"unet takes an image and a (D,) embedding, got {inputs}")
+    return build_unet(p, inputs[0], inputs[1])
+
+
+EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
+    "unet": ({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1], "groups": 4},
+             [TensorSpec("real", (1, 8, 8)), TensorSpec("embed", (16,))]),
+}
+
+__all__ = ["EXAMPLES", "RESAMPLE", "Stage", "UNet", "UNetParams", "build_unet"]
