@@ -108,8 +108,12 @@ def check_blocks(spec: Spec) -> dict[str, BaseModel]:
 
 
 def _check_registries(spec: Spec) -> list[Problem]:
-    """Dataset and sampler names, checked against their registries when installed."""
+    """Dataset and sampler names (and what the samplers support), and loss consistency."""
     out = []
+    loss = spec.diffusion.loss
+    if loss.freq_weighting != "uniform" and loss.domain != "fourier":
+        out.append(Problem("diffusion.loss.freq_weighting", f"{loss.freq_weighting!r} weights "
+                           "frequencies, so it needs diffusion.loss.domain: fourier"))
     try:
         from evaluator.datasets import DATASETS
         if spec.train.dataset not in DATASETS:
@@ -118,11 +122,22 @@ def _check_registries(spec: Spec) -> list[Problem]:
         pass
     try:
         from evaluator.samplers import SAMPLERS
-        for i, s in enumerate(spec.evaluate.samplers):
-            if s.name not in SAMPLERS:
-                out.append(Problem(f"evaluate.samplers[{i}].name", str(_unknown(SAMPLERS, s.name))))
     except ImportError:
-        pass
+        return out
+    pred = {"epsilon": "epsilon", "x0": "x0", "v": "v"}[spec.diffusion.prediction]
+    for i, s in enumerate(spec.evaluate.samplers):
+        loc = f"evaluate.samplers[{i}].name"
+        if s.name not in SAMPLERS:
+            out.append(Problem(loc, str(_unknown(SAMPLERS, s.name))))
+            continue
+        extra = SAMPLERS.get(s.name).extra
+        if spec.evaluate.clip not in extra.get("clip", (spec.evaluate.clip,)):
+            out.append(Problem(loc, f"sampler {s.name!r} cannot apply clip policy "
+                               f"{spec.evaluate.clip!r} (it supports "
+                               f"{', '.join(extra['clip'])}); samplers compared must share one"))
+        if pred not in extra.get("predictions", (pred,)):
+            out.append(Problem(loc, f"sampler {s.name!r} does not support prediction "
+                               f"{pred!r}"))
     return out
 
 

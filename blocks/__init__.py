@@ -16,6 +16,11 @@ from blocks import spatial  # noqa: F401,E402
 from blocks import adapters  # noqa: F401,E402
 from blocks import time  # noqa: F401,E402
 from blocks import unet  # noqa: F401,E402
+from blocks import complex  # noqa: F401,E402
+from blocks import dual  # noqa: F401,E402
+from blocks import spectral  # noqa: F401,E402
+from blocks import attention  # noqa: F401,E402
+from blocks import heads  # noqa: F401,E402
 
 
 def names() -> list[str]:

@@ -177,3 +177,24 @@ def test_spatial_examples_validate(path):
     out = spec._shapes[spec.model.output]
     assert out.domain == "real"
     assert out.shape == (spec.image.channels, spec.image.size, spec.image.size)
+
+
+def test_dataset_and_sampler_names_checked():
+    data = _spec(train={"dataset": "digitz"},
+                 evaluate={"clip": "dynamic", "samplers": [{"name": "ddim", "steps": [10]},
+                                                          {"name": "dpmsolver", "steps": [5]},
+                                                          {"name": "euler", "steps": [5]}]})
+    errs = _errors(data)
+    assert any(e.startswith("train.dataset: unknown dataset 'digitz' (did you mean 'digits'")
+               for e in errs)
+    assert any(e.startswith("evaluate.samplers[1].name: unknown sampler 'dpmsolver' (did you "
+                            "mean 'dpmsolver++'") for e in errs)
+    assert any(e.startswith("evaluate.samplers[2].name: sampler 'euler' cannot apply clip "
+                            "policy 'dynamic'") for e in errs)
+    assert len(errs) == 3
+
+
+def test_frequency_weighting_needs_fourier_loss():
+    data = _spec(diffusion={"loss": {"domain": "pixel", "freq_weighting": "power_law"}})
+    assert _errors(data) == ["diffusion.loss.freq_weighting: 'power_law' weights frequencies, "
+                             "so it needs diffusion.loss.domain: fourier"]

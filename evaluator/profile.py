@@ -1,0 +1,370 @@
+"""``archsearch profile``: parameters, FLOPs, step times and memory, measured side by side.
+
+These machines are noisy, so every comparison here interleaves its candidates (A, B, A,
+B, ...) in one run and reports medians and ratios, never absolute times from separate runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+WIDTH, SIZE, BATCH = 32, 16, 16     # --blocks: same-width comparison setting
+
+
+# --------------------------------------------------------------------------- timing
+def interleaved_median_ms(fns: dict[str, Callable[[], None]], repeats: int,
+                          warmup: int = 2) -> dict[str, float]:
+    """Median wall time (ms) of each callable, run round-robin ``repeats`` times."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _step_fns(model, x, t, *, train: bool):
+    """(forward, forward+backward, forward+backward+AdamW) closures for one batch."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+
+    def fwd():
+        with torch.no_grad():
+            model(x, t)
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        model(x, t).square().mean().backward()
+
+    def step():
+        fwd_bwd()
+        opt.step()
+
+    return fwd, fwd_bwd, step
+
+
+# --------------------------------------------------------------------------- one model
+@dataclass
+class ModelProfile:
+    name: str
+    params: int
+    flops: int
+    fwd_ms: float
+    fwd_bwd_ms: float
+    train_step_ms: float
+    peak_mem_mb: float
+    peak_mem_source: str
+    batch_size: int
+    image: list[int]
+    device: str
+    threads: int
+    repeats: int
+
+
+def count_flops(model, x, t) -> int:
+    """FLOPs of one forward pass (torch.utils.flop_counter; complex ops count as real)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(x, t)
+    return int(fc.get_total_flops())
+
+
+def peak_memory_mb(model, x, t) -> tuple[float, str]:
+    """Peak training memory of one step.
+
+    On CUDA: the allocator's peak. On the CPU there is no allocator peak to read, so this
+    measures the tensors autograd saves for backward (via saved-tensor hooks) plus the
+    weights, their gradients and AdamW's two moments.
+    """
+    import torch
+
+    if x.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(x.device)
+        model(x, t).square().mean().backward()
+        return torch.cuda.max_memory_allocated(x.device) / 2**20, "cuda allocator peak"
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        # storages shared by several saved views count once
+        try:
+            key = tensor.untyped_storage().data_ptr()
+            seen[key] = max(seen.get(key, 0), tensor.untyped_storage().nbytes())
+        except (RuntimeError, NotImplementedError):
+            seen[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t_: t_):
+        loss = model(x, t).square().mean()
+    saved = sum(seen.values())
+    loss.backward()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return (saved + 4 * weights) / 2**20, "saved activations + weights/grads/AdamW (cpu)"
+
+
+def profile_model(name: str, model, image: tuple[int, int, int], *, batch_size: int,
+                  repeats: int, device: str = "cpu") -> ModelProfile:
+    import torch
+
+    x = torch.randn(batch_size, *image, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    model = model.to(device).train()
+    fwd, fwd_bwd, step = _step_fns(model, x, t, train=True)
+    ms = interleaved_median_ms({"fwd": fwd, "fwd_bwd": fwd_bwd, "step": step}, repeats)
+    mem, src = peak_memory_mb(model, x, t)
+    return ModelProfile(name=name, params=sum(p.numel() for p in model.parameters()),
+                        flops=count_flops(model, x, t), fwd_ms=ms["fwd"],
+                        fwd_bwd_ms=ms["fwd_bwd"], train_step_ms=ms["step"], peak_mem_mb=mem,
+                        peak_mem_source=src, batch_size=batch_size, image=list(image),
+                        device=device, threads=torch.get_num_threads(), repeats=repeats)
+
+
+def compare_train_steps(models: dict[str, object], image, *, batch_size: int,
+                        repeats: int, device: str = "cpu") -> dict[str, float]:
+    """Median fwd+bwd+AdamW ms of several models, interleaved in one run."""
+    import torch
+
+    x = torch.randn(batch_size, *image, device=device)
+    t = torch.randint(0, 1000, (batch_size,), device=device)
+    fns = {k: _step_fns(m.to(device).train(), x, t, train=True)[2] for k, m in models.items()}
+    return interleaved_median_ms(fns, repeats)
+
+
+# --------------------------------------------------------------------------- diffusers peer
+def _as_model(unet):
+    """diffusers' UNet2DModel behind the toolkit's ``model(x_t, t)`` interface."""
+    import torch
+
+    class DiffusersPeer(torch.nn.Module):
+        def __init__(self, unet):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, x, t):
+            return self.unet(x, t).sample
+
+    return DiffusersPeer(unet)
+
+
+def diffusers_peer(image: tuple[int, int, int], target_params: int):
+    """The UNet2DModel (2 or 3 levels, attention on the lowest level) closest in size."""
+    import torch
+    from diffusers import UNet2DModel
+
+    c, size = image[0], image[1]
+    levels = 2 if size <= 8 else 3
+    best = None
+    for base in range(8, 257, 8):
+        chans = tuple(base * m for m in ((1, 2) if levels == 2 else (1, 2, 2)))
+        cfg = dict(sample_size=size, in_channels=c, out_channels=c, layers_per_block=1,
+                   block_out_channels=chans, norm_num_groups=min(8, base),
+                   down_block_types=("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",),
+                   up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+                   attention_head_dim=8)
+        with torch.device("meta"):  # counting only: allocate nothing
+            n = sum(p.numel() for p in UNet2DModel(**cfg).parameters())
+        if best is None or abs(n - target_params) < abs(best[0] - target_params):
+            best = (n, cfg)
+    return _as_model(UNet2DModel(**best[1])), best[1]
+
+
+# --------------------------------------------------------------------------- blocks
+def _scaled_config(name: str, examples: dict, width: int, size: int):
+    """The block's example config with channels set to ``width`` and spatial size ``size``."""
+    from blocks import TensorSpec
+
+    params, inputs = examples[name]
+    params = dict(params)
+    if "channels" in params:
+        params["channels"] = width
+    scaled = []
+    for s in inputs:
+        if s.domain in ("real", "complex", "dual") and len(s.shape) == 3:
+            w = size // 2 + 1 if s.shape[2] != s.shape[1] else size
+            c = 2 * width if s.domain == "dual" else width
+            scaled.append(TensorSpec(s.domain, (c, size, w)))
+        else:
+            scaled.append(s)
+    return params, scaled
+
+
+def _inputs(specs, batch: int, gen):
+    import torch
+
+    out = []
+    for s in specs:
+        shape = (batch, *s.shape)
+        if s.domain == "time":
+            out.append(torch.randint(0, 1000, shape, generator=gen).float())
+        elif s.domain == "complex":
+            out.append(torch.randn(shape, generator=gen, dtype=torch.complex64))
+        else:
+            out.append(torch.randn(shape, generator=gen))
+    return out
+
+
+def _block_fwd_bwd(module, xs):
+    for x in xs:
+        if x.is_floating_point() or x.is_complex():
+            x.requires_grad_(True)
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        y = module(*xs)
+        (y.abs() if y.is_complex() else y).square().mean().backward()
+
+    return run
+
+
+def profile_blocks(*, width: int = WIDTH, size: int = SIZE, batch: int = BATCH,
+                   repeats: int = 7, only: list[str] | None = None) -> list[dict]:
+    """Each block's fwd+bwd time as a ratio to a same-width real 3x3 conv on the same grid.
+
+    Every block is timed interleaved with its own reference conv, so slow phases of a
+    noisy machine hit both alike. Complex convs are also timed in every exact mode.
+    """
+    import sys
+
+    import torch
+
+    import blocks
+
+    examples: dict = {}
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("blocks.") and hasattr(mod, "EXAMPLES"):
+            examples.update(mod.EXAMPLES)
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for name in only or blocks.names():
+        if name in ("input", "timestep", "unet") or name not in examples:
+            continue
+        params, specs = _scaled_config(name, examples, width, size)
+        variants = {name: params}
+        if "mode" in blocks.get(name).params.model_fields:
+            field = blocks.get(name).params.model_fields["mode"]
+            for m in getattr(field.annotation, "__args__", ()):
+                variants[f"{name}[mode={m}]"] = {**params, "mode": m}
+        for label, ps in variants.items():
+            try:
+                mod = blocks.build(name, ps, specs)
+            except Exception as e:  # a block that cannot take the scaled shape
+                rows.append({"block": label, "error": str(e).splitlines()[0]})
+                continue
+            xs = _inputs(specs, batch, gen)
+            grid = next((s.shape for s in specs if len(s.shape) == 3), (width, size, size))
+            ref = torch.nn.Conv2d(width, width, 3, padding=1)
+            rx = torch.randn(batch, width, grid[1], grid[2], generator=gen)
+            ms = interleaved_median_ms({"block": _block_fwd_bwd(mod, xs),
+                                        "ref": _block_fwd_bwd(ref, [rx])}, repeats)
+            rows.append({"block": label, "family": blocks.get(name).family,
+                         "fwd_bwd_ms": round(ms["block"], 3),
+                         "real_conv_ms": round(ms["ref"], 3),
+                         "ratio_to_real_conv": round(ms["block"] / ms["ref"], 3),
+                         "width": width, "grid": list(grid[1:]), "batch": batch})
+    return rows
+
+
+# --------------------------------------------------------------------------- command
+def add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="*", metavar="SPEC",
+                   help="spec files; several are timed side by side, ratios to the first")
+    p.add_argument("--blocks", action="store_true",
+                   help="time every block against a same-width real 3x3 conv")
+    p.add_argument("--only", action="append", help="with --blocks: only these blocks")
+    p.add_argument("--peer", choices=["diffusers"],
+                   help="also time diffusers' UNet2DModel with matched parameters")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from archspec.errors import UserError
+
+    if args.batch_size < 1 or args.repeats < 1:
+        raise UserError("--batch-size and --repeats must be >= 1")
+    if args.blocks:
+        rows = profile_blocks(repeats=args.repeats, only=args.only)
+        print(json.dumps(rows, indent=2) if args.json else _blocks_table(rows))
+        return 0
+    if not args.specs:
+        raise UserError("give SPEC files to profile, or --blocks")
+    results, compare = _profile_specs(args)
+    if args.json:
+        out = [asdict(r) for r in results]
+        if len(out) == 1:
+            print(json.dumps(out[0], indent=2))
+        else:
+            print(json.dumps({"models": out, "train_step_ms": compare}, indent=2))
+        return 0
+    print(_models_table(results, compare))
+    return 0
+
+
+def _profile_specs(args):
+    import torch
+
+    from archspec import build_model, load_spec
+
+    models, images, results = {}, {}, []
+    for path in args.specs:
+        spec = load_spec(path)
+        torch.manual_seed(0)
+        models[spec.name] = build_model(spec)
+        images[spec.name] = (spec.image.channels, spec.image.size, spec.image.size)
+    first = next(iter(models))
+    if args.peer:
+        n = sum(p.numel() for p in models[first].parameters())
+        models["diffusers.UNet2DModel"], _cfg = diffusers_peer(images[first], n)
+        images["diffusers.UNet2DModel"] = images[first]
+    for name, m in models.items():
+        results.append(profile_model(name, m, images[name], batch_size=args.batch_size,
+                                     repeats=args.repeats, device=args.device))
+    compare = {}
+    same = {k: m for k, m in models.items() if images[k] == images[first]}
+    if len(same) > 1:
+        compare = compare_train_steps(same, images[first], batch_size=args.batch_size,
+                                      repeats=args.repeats, device=args.device)
+    return results, compare
+
+
+def _models_table(results: list[ModelProfile], compare: dict[str, float]) -> str:
+    head = (f"{'model':<28}{'params':>11}{'MFLOPs':>10}{'fwd ms':>9}{'fwd+bwd ms':>12}"
+            f"{'step ms':>9}{'peak MB':>9}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r.name:<28}{r.params:>11,}{r.flops / 1e6:>10.1f}{r.fwd_ms:>9.1f}"
+                     f"{r.fwd_bwd_ms:>12.1f}{r.train_step_ms:>9.1f}{r.peak_mem_mb:>9.1f}")
+    r0 = results[0]
+    lines.append(f"batch {r0.batch_size}, image {r0.image}, {r0.device}, {r0.threads} threads, "
+                 f"median of {r0.repeats}; memory: {r0.peak_mem_source}")
+    if compare:
+        base = next(iter(compare.values()))
+        lines.append("\ntrain step (fwd+bwd+AdamW), interleaved in one run:")
+        for k, v in compare.items():
+            lines.append(f"  {k:<28}{v:>9.1f} ms  {v / base:>5.2f}x")
+    return "\n".join(lines)
+
+
+def _blocks_table(rows: list[dict]) -> str:
+    lines = [f"{'block':<36}{'fwd+bwd ms':>11}{'conv ms':>9}{'ratio':>7}", "-" * 63]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['block']:<36}  skipped: {r['error']}")
+        else:
+            lines.append(f"{r['block']:<36}{r['fwd_bwd_ms']:>11.2f}{r['real_conv_ms']:>9.2f}"
+                         f"{r['ratio_to_real_conv']:>7.2f}")
+    lines.append(f"width {WIDTH}, grid of the block's input, batch {BATCH}; ratio = median "
+                 "block time / median same-width real 3x3 conv time, interleaved")
+    return "\n".join(lines)

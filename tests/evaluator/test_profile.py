@@ -1,0 +1,62 @@
+"""The profile command: FLOPs against hand counts, JSON fields, side-by-side ratios."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from archspec import build_model, spec_from_dict
+from archspec.cli import main
+from archspec.loading import parse_text
+from evaluator.profile import count_flops, interleaved_median_ms, peak_memory_mb, profile_blocks
+from tests.conftest import MINIMAL, SPECS
+
+CONV = MINIMAL.replace("    y: {block: irfft2, in: [f]}\n",
+                       "    y: {block: irfft2, in: [f]}\n    c: {block: conv, in: [y], channels: 1}\n"
+                       ).replace("output: y", "output: c")
+
+
+def test_flops_match_hand_count():
+    model = build_model(spec_from_dict(parse_text(CONV, "yaml")))
+    x, t = torch.randn(4, 1, 8, 8), torch.zeros(4)
+    # one 3x3 conv, 1 -> 1 channel, 8x8 output, batch 4: 2 * k*k*Cin*Cout*H*W*B
+    assert count_flops(model, x, t) == 2 * 9 * 1 * 1 * 8 * 8 * 4
+
+
+def test_saved_activation_memory_counts_real_tensors():
+    model = build_model(spec_from_dict(parse_text(CONV, "yaml")))
+    x = torch.randn(64, 1, 8, 8, requires_grad=True)
+    mb, source = peak_memory_mb(model, x, torch.zeros(64))
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    assert "saved activations" in source
+    assert mb * 2**20 > 4 * weights  # something was saved for backward on top of the weights
+
+
+def test_interleaved_timing_orders_work():
+    a = torch.randn(256, 256)
+    ms = interleaved_median_ms({"small": lambda: a @ a, "big": lambda: [a @ a for _ in range(20)]},
+                               repeats=3, warmup=1)
+    assert ms["big"] > ms["small"] > 0
+
+
+def test_profile_json_fields(capsys):
+    assert main(["profile", str(SPECS / "tiny_unet_8.yaml"), "--batch-size", "2",
+                 "--repeats", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("params", "flops", "fwd_ms", "fwd_bwd_ms", "peak_mem_mb", "batch_size"):
+        assert key in out
+    assert out["batch_size"] == 2 and out["params"] == 686_403 and out["flops"] > 0
+
+
+def test_profile_blocks_ratios():
+    rows = profile_blocks(repeats=1, only=["complex_conv", "conv"], batch=2)
+    names = {r["block"] for r in rows}
+    assert "conv" in names and "complex_conv" in names
+    assert any(n.startswith("complex_conv[mode=") for n in names)
+    for r in rows:
+        assert r["ratio_to_real_conv"] > 0 and r["fwd_bwd_ms"] > 0
+
+
+def test_profile_needs_a_spec(capsys):
+    assert main(["profile"]) == 2
+    assert "give SPEC files to profile, or --blocks" in capsys.readouterr().err
