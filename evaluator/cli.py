@@ -1,0 +1,180 @@
+"""``archsearch train | sample | evaluate | report``: argument parsers and runners.
+
+This module imports only the standard library at module level (``archsearch --help``
+must answer at once); each runner imports torch and friends when it runs. Bad input
+raises :class:`archspec.errors.UserError`, which the main CLI prints as one line per
+problem with exit code 2. Runners return 0 on success and 1 when a run failed (for
+example a non-finite loss), after printing why.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+CLIPS = ("none", "clip", "dynamic")
+
+
+def _add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where to run: CUDA if available (auto), cpu or cuda")
+    if out:
+        p.add_argument("--out", default="results", metavar="DIR",
+                       help="results root; runs go to DIR/runs/<name>/<hash>/ (default: results)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="hide progress bars")
+
+
+def _add_override(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--override", "-O", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a spec value, e.g. train.lr=1e-3 or vars.width=64 "
+                        "(repeatable)")
+
+
+def _spec_file(path: str) -> Path:
+    from archspec.errors import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such spec file")
+    return p
+
+
+def _check_device(name: str) -> None:
+    from archspec.errors import UserError
+    from evaluator.device import resolve_device
+
+    try:
+        resolve_device(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+# ---- train ------------------------------------------------------------------------------------
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    _add_override(p)
+    _add_common(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's last checkpoint")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="training steps (same as --override train.steps=N; changes the hash)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from archspec import load_spec
+    from archspec.errors import UserError
+
+    overrides = list(args.override)
+    if args.steps is not None:
+        if args.steps < 1:
+            raise UserError(f"--steps must be >= 1, got {args.steps}")
+        overrides.append(f"train.steps={args.steps}")
+    spec = load_spec(_spec_file(args.spec), overrides=overrides)
+    _check_device(args.device)
+    from evaluator.train import train
+
+    res = train(spec, root=args.out, device=args.device, resume=args.resume,
+                progress=args.progress)
+    m = res.metrics
+    print(f"run: {res.run.path}")
+    if res.status != "finished":
+        print(f"failed: {res.reason}", file=sys.stderr)
+        return 1
+    print(f"finished {res.step} steps: loss {m.get('loss_first', float('nan')):.4f} -> "
+          f"{m.get('loss_last', float('nan')):.4f} (loss_drop {m.get('loss_drop', 0):.2f}), "
+          f"{m.get('steps_per_second') or 0:.1f} steps/s")
+    return 0
+
+
+# ---- sample -----------------------------------------------------------------------------------
+def add_sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run folder (results/runs/<name>/<hash>)")
+    p.add_argument("--sampler", default="ddim", help="registered sampler (default: ddim)")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="initial-noise seed (default: 0)")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("--clip", choices=CLIPS, default=None,
+                   help="x0 clipping policy (default: the spec's evaluate.clip)")
+    p.add_argument("--raw", action="store_true", help="use the raw weights instead of EMA")
+    _add_common(p, out=False)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from archspec.errors import UserError
+    from evaluator.runs import RunDir
+
+    run = RunDir.open(args.run)
+    if args.steps < 1 or args.n < 1:
+        raise UserError(f"--steps and --n must be >= 1 (got {args.steps}, {args.n})")
+    from evaluator.samplers import SAMPLERS
+
+    if args.sampler not in SAMPLERS:
+        from blocks.registry import suggest
+        raise UserError(f"unknown sampler {args.sampler!r}"
+                        f"{suggest(args.sampler, SAMPLERS.names())} "
+                        f"(available: {', '.join(SAMPLERS.names())})")
+    _check_device(args.device)
+    from evaluator.diffusion import NoiseSchedule
+    from evaluator.evaluate import save_grid
+    from evaluator.samplers import sample
+    from evaluator.train import load_trained
+
+    model, spec = load_trained(run, args.device, ema=not args.raw)
+    shape = (spec.image.channels, spec.image.size, spec.image.size)
+    res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=args.sampler,
+                 steps=args.steps, n=args.n, shape=shape, seed=args.seed,
+                 clip=args.clip or spec.evaluate.clip, prediction=spec.diffusion.prediction,
+                 device=next(model.parameters()).device, progress=args.progress)
+    path = save_grid(res.images, run.samples_file(args.sampler, args.steps))
+    run.log(f"sampled {args.n} with {args.sampler} x {args.steps} steps (seed {args.seed}, "
+            f"NFE {res.nfe}, {res.ms_per_nfe:.2f} ms/NFE) -> {path.name}")
+    print(path)
+    return 0
+
+
+# ---- evaluate ---------------------------------------------------------------------------------
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files to compare")
+    p.add_argument("--budget", choices=("quick", "full"), default="quick",
+                   help="quick: capped training and sampling (minutes on a CPU); "
+                        "full: as the specs say (default: quick)")
+    _add_override(p)
+    _add_common(p)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    for s in args.specs:
+        _spec_file(s)
+    _check_device(args.device)
+    from evaluator.evaluate import evaluate, format_table
+
+    rows = evaluate(args.specs, budget=args.budget, out=args.out, device=args.device,
+                    overrides=args.override, progress=args.progress)
+    print(format_table(rows))
+    return 1 if any(r.get("status") not in (None, "ok") for r in rows) else 0
+
+
+# ---- report -----------------------------------------------------------------------------------
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", metavar="DIR", help="results root (or one run folder)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write report.md / report.html (default: DIR)")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from evaluator.report import report
+
+    md, page = report(args.dir, args.out)
+    print(md)
+    print(page)
+    return 0
+
+
+COMMANDS = {
+    "train": (add_train_args, run_train),
+    "sample": (add_sample_args, run_sample),
+    "evaluate": (add_evaluate_args, run_evaluate),
+    "report": (add_report_args, run_report),
+}

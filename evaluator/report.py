@@ -1,0 +1,261 @@
+"""Reports of a results folder: ``report.md`` and one self-contained ``report.html``.
+
+The HTML embeds plotly.js inline and the sample grids as base64 PNGs, so it opens
+offline and can be mailed as a single file. Charts: quality vs NFE per sampler and
+pipeline (mean +- 95% CI when there are several seeds), training loss curves, spectral
+energy per radial band (data vs samples), and sample grids.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from archspec.errors import UserError
+from evaluator.runs import RunDir, atomic_write, list_runs
+
+MAX_CURVE_POINTS = 400
+BUDGET_PREFERENCE = ("full", "quick")
+
+
+def collect(root: str | Path) -> list[RunDir]:
+    """The runs of a results root, or the single run when ``root`` is a run folder."""
+    p = Path(root)
+    if not p.is_dir():
+        raise UserError(f"{p}: no such results folder")
+    if (p / "spec.resolved.json").is_file():
+        return [RunDir.open(p)]
+    runs = list_runs(p)
+    if not runs:
+        raise UserError(f"{p}: no runs found (expected {p}/runs/<name>/<hash>/)")
+    return runs
+
+
+def best_eval(run: RunDir) -> tuple[str | None, dict | None]:
+    """(budget, evaluation) of a run, preferring the full budget over quick."""
+    evals = run.metrics().get("eval", {})
+    for b in (*BUDGET_PREFERENCE, *sorted(evals)):
+        if b in evals:
+            return b, evals[b]
+    return None, None
+
+
+def quality_metric(runs: list[RunDir]) -> str | None:
+    """The headline quality metric present: FD-<dataset>, else FID, else None."""
+    names = {m for r in runs for row in (best_eval(r)[1] or {}).get("results", [])
+             for m, v in row["metrics"].items() if v.get("mean") is not None}
+    fd = sorted(n for n in names if n.startswith("FD-"))
+    return fd[0] if fd else ("FID" if "FID" in names else None)
+
+
+# ---- figures ------------------------------------------------------------------------------
+def quality_figure(runs: list[RunDir], metric: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        _, ev = best_eval(run)
+        by_sampler: dict[str, list[dict]] = {}
+        for row in (ev or {}).get("results", []):
+            by_sampler.setdefault(row["sampler"], []).append(row)
+        for sampler, rows in sorted(by_sampler.items()):
+            rows = sorted((r for r in rows if r["metrics"].get(metric, {}).get("mean")
+                           is not None), key=lambda r: r["nfe"])
+            if not rows:
+                continue
+            ms = [r["metrics"][metric] for r in rows]
+            fig.add_trace(go.Scatter(
+                x=[r["nfe"] for r in rows], y=[m["mean"] for m in ms],
+                error_y={"type": "data", "array": [m.get("ci95") or 0 for m in ms]},
+                mode="lines+markers", name=f"{run.name} / {sampler}",
+                hovertext=[f"N={r['n']} seeds={r['seeds']}" for r in rows]))
+    fig.update_layout(title=f"{metric} vs NFE (lower is better)", xaxis_title="NFE",
+                      yaxis_title=metric, xaxis_type="log", template="plotly_white")
+    return fig
+
+
+def loss_figure(runs: list[RunDir]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        recs = run.losses()
+        if not recs:
+            continue
+        stride = max(1, len(recs) // MAX_CURVE_POINTS)
+        pts = [recs[i:i + stride] for i in range(0, len(recs), stride)]
+        fig.add_trace(go.Scatter(x=[p[-1]["step"] for p in pts],
+                                 y=[sum(r["loss"] for r in p) / len(p) for p in pts],
+                                 mode="lines", name=f"{run.name} ({run.hash[:8]})"))
+    fig.update_layout(title="Training loss (mean over each plotted interval)",
+                      xaxis_title="step", yaxis_title="loss", yaxis_type="log",
+                      template="plotly_white")
+    return fig
+
+
+def spectra_figure(runs: list[RunDir]):
+    import plotly.graph_objects as go
+
+    from evaluator.runs import read_json
+
+    fig, data_done = go.Figure(), False
+    for run in runs:
+        sp = read_json(run.spectra_file, default={}) or {}
+        if "data" not in sp:
+            continue
+        labels = _band_labels(sp["data"])
+        if not data_done:
+            fig.add_trace(go.Bar(x=labels, y=sp["data"]["band_shares"], name="data"))
+            data_done = True
+        for key, stats in sp.items():
+            if key != "data":
+                fig.add_trace(go.Bar(x=labels, y=stats["band_shares"],
+                                     name=f"{run.name} {key}"))
+    fig.update_layout(title="Spectral energy share per radial band (cycles/pixel)",
+                      barmode="group", yaxis_title="share of energy", template="plotly_white")
+    return fig
+
+
+def _band_labels(stats: dict) -> list[str]:
+    e = stats.get("band_edges") or [i / (2 * len(stats["band_shares"]))
+                                    for i in range(len(stats["band_shares"]) + 1)]
+    return [f"{a:.3g}-{b:.3g}" for a, b in zip(e[:-1], e[1:])]
+
+
+# ---- tables ---------------------------------------------------------------------------------
+def runs_table(runs: list[RunDir]) -> list[list[str]]:
+    rows = [["pipeline", "hash", "status", "steps", "loss_drop", "steps/s", "params",
+             "FLOPs/sample", "budget"]]
+    for r in runs:
+        st, tr = r.status(), r.metrics().get("train", {})
+        budget, ev = best_eval(r)
+        speed = (ev or {}).get("speed", {})
+        status = st.get("status", "?") + (f" ({st['reason']})" if st.get("reason") else "")
+        rows.append([r.name, r.hash[:12], status, str(tr.get("steps", "-")),
+                     _num(tr.get("loss_drop")), _num(tr.get("steps_per_second")),
+                     str(speed.get("params", tr.get("params", "-"))),
+                     str(speed.get("flops_per_sample") or "-"), budget or "-"])
+    return rows
+
+
+def results_table(runs: list[RunDir], metric: str | None) -> list[list[str]]:
+    from evaluator.evaluate import fmt_metric
+
+    kd = "KD-" + metric[3:] if metric and metric.startswith("FD-") else "KID"
+    rows = [["pipeline", "sampler", "steps", "NFE", "N", "seeds", metric or "quality", kd,
+             "spectral-RAPS-dist", "ms/NFE"]]
+    for run in runs:
+        _, ev = best_eval(run)
+        for r in (ev or {}).get("results", []):
+            m = r["metrics"]
+            rows.append([r["pipeline"], r["sampler"] + (" (ref)" if r.get("reference") else ""),
+                         str(r["steps"]), str(r["nfe"]), str(r["n"]),
+                         ",".join(map(str, r["seeds"])), fmt_metric(m.get(metric)),
+                         fmt_metric(m.get(kd)), fmt_metric(m.get("spectral-RAPS-dist")),
+                         fmt_metric(r.get("ms_per_nfe"))])
+    return rows
+
+
+def unavailable_notes(runs: list[RunDir]) -> list[str]:
+    notes = set()
+    for run in runs:
+        for row in (best_eval(run)[1] or {}).get("results", []):
+            for name, m in row["metrics"].items():
+                if m.get("status") != "ok" and m.get("reason"):
+                    notes.add(f"{name}: {m['reason']}")
+    return sorted(notes)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) else "-"
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ---- writers ----------------------------------------------------------------------------------
+def report(root: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` for the runs under ``root``.
+
+    Args:
+        root: a results root (holding ``runs/``) or a single run folder.
+        out: folder for the two files (default ``root``).
+
+    Returns:
+        (markdown path, html path).
+    """
+    runs = collect(root)
+    out_dir = Path(out) if out is not None else Path(root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metric = quality_metric(runs)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md = _markdown(runs, metric, out_dir)
+    atomic_write(md_path, lambda f: f.write(md), "w")
+    page = _html(runs, metric)
+    atomic_write(html_path, lambda f: f.write(page), "w")
+    return md_path, html_path
+
+
+def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
+    parts = ["# Architecture search report", "",
+             f"{len(runs)} run(s). Interactive charts: `report.html` (self-contained).", "",
+             "## Runs", "", _md_table(runs_table(runs)), "",
+             "## Quality vs NFE", "", _md_table(results_table(runs, metric)), ""]
+    notes = unavailable_notes(runs)
+    if notes:
+        parts += ["Metrics not computed:", ""] + [f"- {n}" for n in notes] + [""]
+    parts += ["## Samples", ""]
+    for run in runs:
+        for png in run.sample_files():
+            rel = _relpath(png, out_dir)
+            parts.append(f"![{run.name} {png.stem}]({rel})")
+    return "\n".join(parts) + "\n"
+
+
+def _relpath(p: Path, base: Path) -> str:
+    import os
+    return os.path.relpath(p.resolve(), base.resolve())
+
+
+def _html(runs: list[RunDir], metric: str | None) -> str:
+    from plotly.offline import get_plotlyjs
+
+    figs = []
+    if metric:
+        figs.append(quality_figure(runs, metric))
+    figs += [loss_figure(runs), spectra_figure(runs)]
+    charts = "\n".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in unavailable_notes(runs))
+    grids = "\n".join(_img_tag(run, png) for run in runs for png in run.sample_files())
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Architecture search report</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}
+figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:256px}}</style>
+<script type="text/javascript">{get_plotlyjs()}</script></head><body>
+<h1>Architecture search report</h1>
+<h2>Runs</h2>{_html_table(runs_table(runs))}
+<h2>Quality vs NFE</h2>{_html_table(results_table(runs, metric))}
+<ul>{notes}</ul>
+<h2>Charts</h2>{charts}
+<h2>Samples</h2>{grids}
+</body></html>
+"""
+
+
+def _img_tag(run: RunDir, png: Path) -> str:
+    b64 = base64.b64encode(png.read_bytes()).decode()
+    cap = html.escape(f"{run.name} {png.stem.removeprefix('samples_')}")
+    return (f'<figure><img alt="{cap}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{cap}</figcaption></figure>")

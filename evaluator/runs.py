@@ -1,0 +1,251 @@
+"""Run store: one folder per trained pipeline, keyed by the spec's canonical hash.
+
+Layout (``root`` defaults to ``results/``)::
+
+    <root>/runs/<spec.name>/<spec-hash>/
+        spec.resolved.yaml, spec.resolved.json   the fully resolved spec
+        status.json        {"status": created|running|finished|failed, "reason": ..., ...}
+        loss.jsonl         one JSON object per training step
+        metrics.json       train / speed / per-(sampler, steps) evaluation results
+        spectra.json       radial band energies of data and samples
+        samples_<sampler>_<steps>.png   sample grids
+        checkpoint.pt      model, EMA, optimizer, RNG states (atomic writes)
+        log.txt            human-readable event log
+
+Every JSON file is written atomically (temporary file in the same folder, fsync,
+``os.replace``) so a killed process never leaves a truncated file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from archspec.errors import UserError
+
+STATUSES = ("created", "running", "finished", "failed")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def canonical_dict(spec: Any) -> dict:
+    """The resolved spec as a JSON-able dict (``archspec.canonical`` when available)."""
+    try:
+        from archspec import canonical
+    except ImportError:  # the spec package may not export it yet
+        canonical = None
+    if canonical is not None:
+        return canonical(spec)
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+def hash_spec(spec: Any) -> str:
+    """Hash identifying an architecture + its training setup (``archspec.spec_hash``)."""
+    try:
+        from archspec import spec_hash
+    except ImportError:
+        spec_hash = None
+    if spec_hash is not None:
+        return spec_hash(spec)
+    blob = json.dumps(canonical_dict(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` through a temporary file in the same folder, fsync, then rename.
+
+    ``write(f)`` fills the open temporary file. A crash at any point leaves either the old
+    file or the new one, never a partial one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (e.g. Windows).
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return default
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", s)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder. Create with :meth:`create`, reopen with :meth:`open`."""
+
+    path: Path
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def create(cls, spec: Any, root: str | Path = "results") -> "RunDir":
+        """The folder for ``spec`` under ``root``; made (with its resolved spec) if new.
+
+        An existing folder for the same hash is reused as it is: the hash covers the
+        whole resolved spec, so its contents belong to this spec.
+        """
+        h = hash_spec(spec)
+        path = Path(root) / "runs" / spec.name / h
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        if not run.spec_json.exists():
+            data = canonical_dict(spec)
+            atomic_write(run.spec_yaml, lambda f: yaml.safe_dump(data, f, sort_keys=False), "w")
+            write_json(run.spec_json, data)
+        if not run.status_file.exists():
+            run.set_status("created", name=spec.name, hash=h)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """Reopen an existing run folder.
+
+        Raises:
+            UserError: ``path`` is not a folder holding ``spec.resolved.json``.
+        """
+        p = Path(path)
+        if not p.is_dir():
+            raise UserError(f"{p}: no such run folder")
+        if not (p / "spec.resolved.json").is_file():
+            raise UserError(f"{p}: not a run folder (no spec.resolved.json)")
+        return cls(p)
+
+    # ---- files --------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.parent.name
+
+    @property
+    def hash(self) -> str:
+        return self.path.name
+
+    spec_yaml = property(lambda self: self.path / "spec.resolved.yaml")
+    spec_json = property(lambda self: self.path / "spec.resolved.json")
+    status_file = property(lambda self: self.path / "status.json")
+    metrics_file = property(lambda self: self.path / "metrics.json")
+    loss_file = property(lambda self: self.path / "loss.jsonl")
+    spectra_file = property(lambda self: self.path / "spectra.json")
+    checkpoint_file = property(lambda self: self.path / "checkpoint.pt")
+    log_file = property(lambda self: self.path / "log.txt")
+
+    def samples_file(self, sampler: str, steps: int) -> Path:
+        return self.path / f"samples_{_safe(sampler)}_{int(steps)}.png"
+
+    def sample_files(self) -> list[Path]:
+        return sorted(self.path.glob("samples_*.png"))
+
+    # ---- spec ---------------------------------------------------------------------
+    def spec_dict(self) -> dict:
+        return read_json(self.spec_json)
+
+    def load_spec(self) -> Any:
+        """The stored resolved spec as a validated :class:`archspec.spec.Spec`."""
+        try:
+            from archspec import load_spec
+        except ImportError:
+            load_spec = None
+        if load_spec is not None:
+            return load_spec(self.spec_yaml)
+        from archspec.spec import Spec
+        return Spec.model_validate(self.spec_dict())
+
+    # ---- status / metrics / logs --------------------------------------------------
+    def status(self) -> dict:
+        return read_json(self.status_file, default={"status": "created"})
+
+    def set_status(self, status: str, **extra: Any) -> dict:
+        if status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        data = {k: v for k, v in self.status().items() if k not in ("reason",)}
+        data.update(status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+        write_json(self.status_file, data)
+        return data
+
+    def metrics(self) -> dict:
+        return read_json(self.metrics_file, default={})
+
+    def update_metrics(self, section: str, value: Any) -> dict:
+        """Replace one top-level section of ``metrics.json`` (``train``, ``eval``...)."""
+        data = self.metrics()
+        data[section] = value
+        write_json(self.metrics_file, data)
+        return data
+
+    def log(self, msg: str) -> None:
+        """Append a timestamped line to ``log.txt``."""
+        with open(self.log_file, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+
+    def losses(self) -> list[dict]:
+        """Every record of ``loss.jsonl`` (a torn last line from a kill is skipped)."""
+        return list(_iter_jsonl(self.loss_file))
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict]:
+    try:
+        f = open(path)
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def list_runs(root: str | Path = "results") -> list[RunDir]:
+    """Every run folder under ``<root>/runs``, sorted by name then hash."""
+    base = Path(root) / "runs"
+    if not base.is_dir():
+        return []
+    return [RunDir(p.parent) for p in sorted(base.glob("*/*/spec.resolved.json"))]

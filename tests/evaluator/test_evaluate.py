@@ -1,0 +1,150 @@
+"""Evaluation orchestration: budgets, sampler plans, statistics, and one real small run."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import yaml
+
+from archspec import spec_from_dict, spec_hash
+from archspec.errors import UserError
+from evaluator.evaluate import (
+    BUDGETS, Budget, apply_budget, check_samplers, evaluate, format_table, mean_ci,
+    sampler_plan,
+)
+from evaluator.runs import RunDir, read_json
+
+MINI = {
+    "name": "mini", "image": {"channels": 1, "size": 8},
+    "model": {"nodes": {"x": {"block": "input"}, "t": {"block": "timestep"},
+                        "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
+                        "eps": {"block": "resblock", "in": ["x", "temb"], "channels": 1}},
+              "output": "eps"},
+    "diffusion": {"timesteps": 50},
+    "train": {"dataset": "digits", "steps": 30, "batch_size": 16, "checkpoint_every": 10},
+    "evaluate": {"num_samples": 32, "seeds": [0, 1],
+                 "samplers": [{"name": "ddim", "steps": [5, 10]}]},
+}
+
+
+def mini(**over):
+    data = json.loads(json.dumps(MINI))
+    for k, v in over.items():
+        data[k].update(v)
+    return spec_from_dict(data)
+
+
+def test_mean_ci_matches_the_t_table():
+    vals = [1.0, 2.0, 4.0]
+    out = mean_ci(vals)
+    # t_{0.975, 2} = 4.3027 (standard t-table value)
+    half = 4.302652729911275 * statistics.stdev(vals) / math.sqrt(3)
+    assert out["mean"] == pytest.approx(7 / 3) and out["ci95"] == pytest.approx(half)
+    assert mean_ci([5.0]) == {"mean": 5.0, "ci95": None, "n_seeds": 1}
+    assert mean_ci([None, float("nan")])["mean"] is None
+
+
+def test_quick_plan_caps_steps_and_always_ends_with_the_ddpm_reference():
+    spec = mini(evaluate={"samplers": [{"name": "ddim", "steps": [50, 10, 20, 5]},
+                                       {"name": "ddpm", "steps": [50]}]})
+    assert sampler_plan(spec, BUDGETS["quick"]) == [("ddim", 5), ("ddim", 10), ("ddpm", 50)]
+    assert sampler_plan(spec, BUDGETS["full"]) == [("ddim", 5), ("ddim", 10), ("ddim", 20),
+                                                   ("ddim", 50), ("ddpm", 50)]
+
+
+def test_budget_caps_training_and_changes_the_hash():
+    spec = mini(train={"steps": 5000, "batch_size": 256})
+    q = apply_budget(spec, BUDGETS["quick"])
+    assert (q.train.steps, q.train.batch_size) == (200, 64)
+    assert spec_hash(q) != spec_hash(spec)
+    small = mini()
+    assert apply_budget(small, BUDGETS["quick"]) is small  # already within the budget
+    assert apply_budget(spec, BUDGETS["full"]) is spec
+
+
+def test_unknown_sampler_is_a_user_error():
+    spec = mini()
+    bad = spec.model_copy(update={"evaluate": spec.evaluate.model_copy(update={
+        "samplers": [spec.evaluate.samplers[0].model_copy(update={"name": "ddimm"})]})})
+    with pytest.raises(UserError, match=r"unknown sampler 'ddimm' \(did you mean 'ddim'"):
+        check_samplers(bad, BUDGETS["full"])
+
+
+def test_format_table_marks_failures_and_reference():
+    rows = [{"pipeline": "a", "status": "failed", "reason": "non-finite loss at step 3"},
+            {"pipeline": "b", "status": "ok", "sampler": "ddpm", "steps": 50, "nfe": 50,
+             "n": 8, "reference": True, "ms_per_nfe": {"mean": 2.0, "ci95": None},
+             "metrics": {"FD-digits": {"mean": 12.5, "ci95": 1.25}}}]
+    table = format_table(rows)
+    assert "failed: non-finite loss at step 3" in table
+    assert "ddpm (ref)" in table and "12.5 +- 1.2" in table and "FD-digits" in table
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    spec_file = root / "mini.yaml"
+    spec_file.write_text(yaml.safe_dump(MINI))
+    import os
+    old = os.environ.get("ARCHSEARCH_CACHE")
+    os.environ["ARCHSEARCH_CACHE"] = str(root / "cache")
+    try:
+        rows = evaluate([spec_file], budget="full", out=root / "results", device="cpu",
+                        progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("ARCHSEARCH_CACHE")
+        else:
+            os.environ["ARCHSEARCH_CACHE"] = old
+    return root, spec_file, rows
+
+
+def test_evaluate_trains_samples_and_measures(evaluated):
+    root, _, rows = evaluated
+    assert [(r["sampler"], r["steps"]) for r in rows] == [("ddim", 5), ("ddim", 10),
+                                                          ("ddpm", 50)]
+    run = RunDir.open(rows[0]["run"])
+    assert run.status()["status"] == "finished"
+    for r in rows:
+        assert r["n"] == 32 and r["seeds"] == [0, 1] and r["settings"]["clip"] == "dynamic"
+        fd = r["metrics"]["FD-digits"]
+        assert fd["status"] == "ok" and len(fd["values"]) == 2 and fd["n"] == 32
+        assert fd["mean"] == pytest.approx(sum(fd["values"]) / 2)
+        assert fd["ci95"] is not None and fd["weights_sha256"]
+        assert r["metrics"]["FID"]["status"] == "unavailable"
+        assert r["metrics"]["FID"]["reason"].startswith("unavailable:")
+        assert run.samples_file(r["sampler"], r["steps"]).is_file()
+    assert rows[-1]["reference"] and rows[-1]["nfe"] == 50
+    ev = run.metrics()["eval"]["full"]
+    assert ev["speed"]["params"] > 0 and ev["speed"]["train_steps_per_second"] > 0
+    spectra = read_json(run.spectra_file)
+    assert set(spectra) == {"data", "ddim_5", "ddim_10", "ddpm_50"}
+    assert sum(spectra["data"]["band_shares"]) == pytest.approx(1.0)
+
+
+def test_evaluate_reuses_a_finished_run(evaluated, monkeypatch):
+    root, spec_file, rows = evaluated
+    import evaluator.train as train_mod
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run must not be trained again")
+
+    monkeypatch.setattr(train_mod, "train", no_training)
+    from evaluator.evaluate import ensure_trained
+    from archspec import load_spec
+    run = ensure_trained(load_spec(spec_file), root / "results", "cpu", False)
+    assert str(run.path) == rows[0]["run"]
+    assert "reused finished run" in run.log_file.read_text()
+
+
+def test_evaluate_rejects_missing_spec_and_bad_budget(tmp_path):
+    with pytest.raises(UserError, match="no such spec file"):
+        evaluate([tmp_path / "nope.yaml"], out=tmp_path)
+    with pytest.raises(UserError, match="unknown budget 'huge'"):
+        evaluate([], budget="huge", out=tmp_path)
+
+
+def test_budget_dataclass_defaults_mean_everything():
+    assert Budget("x") == Budget("x", None, None, None, None, None, None)

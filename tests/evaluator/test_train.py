@@ -1,0 +1,276 @@
+"""Training loop: loss goes down, EMA, logs, atomic checkpoints, SIGKILL + resume, NaN stop."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archspec import spec_from_dict
+from evaluator import train as train_mod
+from evaluator.runs import RunDir
+from evaluator.train import EMA, load_checkpoint, loss_summary, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---- helpers (also imported by the resume subprocess) -------------------------------------
+def make_spec(**train_cfg):
+    cfg = {"steps": 60, "batch_size": 16, "lr": 3e-3, "ema": 0.9, "checkpoint_every": 20,
+           "seed": 0, "dataset": "synthetic8"}
+    cfg.update(train_cfg)
+    return spec_from_dict({"name": "tiny", "image": {"channels": 1, "size": 8},
+                           "model": {"nodes": {"x": {"block": "input"}}, "output": "x"},
+                           "train": cfg})
+
+
+class Tiny(nn.Module):
+    """Two convolutions; the timestep enters as an extra constant channel."""
+
+    def __init__(self, c: int = 1, width: int = 16) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c + 1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tt = (t.float() / 1000).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
+        return self.conv2(torch.relu(self.conv1(torch.cat([x, tt], 1))))
+
+
+def make_data(n: int = 256) -> torch.Tensor:
+    """Smooth random gratings in [-1, 1]: structured enough that the noise is learnable."""
+    g = torch.Generator().manual_seed(123)
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    f = torch.rand(n, 2, generator=g) * 0.8
+    ph = torch.rand(n, 1, generator=g) * 6.28
+    arg = f[:, :1, None] * xx + f[:, 1:, None] * yy + ph[:, :, None]
+    return torch.sin(arg).view(n, 1, 8, 8)
+
+
+def make_loss(timesteps: int = 1000):
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, timesteps), 0)
+
+    def step_loss(model, x0, t, noise):
+        a = abar.to(x0.device)[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        return F.mse_loss(model(x_t, t), noise)
+
+    step_loss.timesteps = timesteps
+    return step_loss
+
+
+def run_tiny(root, spec=None, model=None, **kw):
+    torch.manual_seed(0)
+    return train(spec or make_spec(), root=root, model=model or Tiny(), data=make_data(),
+                 device="cpu", progress=False, step_loss=kw.pop("step_loss", make_loss()), **kw)
+
+
+# ---- tests --------------------------------------------------------------------------------
+def test_training_lowers_loss_and_logs_every_step(tmp_path):
+    res = run_tiny(tmp_path, spec=make_spec(steps=100))
+    assert res.status == "finished" and res.step == 100
+    # independent recomputation of the summary from the raw log
+    recs = res.run.losses()
+    assert [r["step"] for r in recs] == list(range(1, 101))
+    losses = [r["loss"] for r in recs]
+    w = res.metrics["loss_window"]
+    assert res.metrics["loss_first"] == pytest.approx(sum(losses[:w]) / w)
+    assert res.metrics["loss_last"] == pytest.approx(sum(losses[-w:]) / w)
+    assert res.metrics["loss_drop"] > 0.3, res.metrics
+    assert res.metrics["steps_per_second"] > 0
+    status = res.run.status()
+    assert status["status"] == "finished" and status["step"] == 100
+    assert res.run.metrics()["train"]["steps"] == 100
+    ck = load_checkpoint(res.run.checkpoint_file)
+    assert ck["step"] == 100
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(ck["model"][k], v)
+
+
+def test_loss_summary_relative_drop():
+    s = loss_summary([2.0] * 10 + [1.0] * 10, window=5)
+    assert s["loss_first"] == 2.0 and s["loss_last"] == 1.0 and s["loss_drop"] == 0.5
+
+
+def test_ema_follows_the_warmup_formula():
+    lin = nn.Linear(2, 1)
+    ema = EMA(lin, decay=0.99)
+    ref = {k: v.clone() for k, v in lin.state_dict().items()}
+    for step in range(1, 4):
+        with torch.no_grad():
+            for p in lin.parameters():
+                p.add_(1.0)
+        ema.update(lin, step)
+        d = min(0.99, (1 + step) / (10 + step))
+        ref = {k: d * ref[k] + (1 - d) * v for k, v in lin.state_dict().items()}
+    for k in ref:
+        torch.testing.assert_close(ema.state[k], ref[k])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    res = run_tiny(tmp_path, spec=make_spec(steps=20, checkpoint_every=10))
+    ck_file = res.run.checkpoint_file
+    before = ck_file.read_bytes()
+
+    def torn_save(obj, f, *a, **k):  # writes half a file, then the machine "dies"
+        f.write(before[: len(before) // 2])
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(train_mod.torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk gone"):
+        train_mod.save_checkpoint(ck_file, {"step": 99})
+    assert ck_file.read_bytes() == before
+    assert load_checkpoint(ck_file)["step"] == 20
+    assert [p.name for p in ck_file.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+class InfAfter(Tiny):
+    """Outputs inf from the ``n``-th forward call on."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, x, t):
+        self.calls += 1
+        out = super().forward(x, t)
+        return out * math.inf if self.calls >= self.n else out
+
+
+def test_nonfinite_loss_fails_the_run_cleanly(tmp_path):
+    res = run_tiny(tmp_path, spec=make_spec(steps=10, checkpoint_every=2), model=InfAfter(4))
+    assert res.status == "failed" and res.step == 3
+    assert res.reason.startswith("non-finite loss at step 4")
+    st = res.run.status()
+    assert st["status"] == "failed" and st["reason"].startswith("non-finite loss at step 4")
+    # the last checkpoint is the intact one from step 2, not anything from the bad step
+    assert load_checkpoint(res.run.checkpoint_file)["step"] == 2
+    assert "non-finite loss at step 4" in res.run.log_file.read_text()
+
+
+def test_nonfinite_gradient_fails_the_run(tmp_path):
+    def sqrt_loss(model, x0, t, noise):  # d sqrt(u)/du at u = 0 is inf -> NaN gradient
+        return torch.sqrt((model(x0, t) * 0).pow(2).sum())
+
+    res = run_tiny(tmp_path, spec=make_spec(steps=5), step_loss=sqrt_loss)
+    assert res.status == "failed"
+    assert res.reason.startswith("non-finite gradient norm at step 1")
+    assert not res.run.checkpoint_file.exists()
+
+
+def test_huge_learning_rate_is_caught(tmp_path):
+    spec = make_spec(steps=200, lr=1.0, grad_clip=None, checkpoint_every=1000)
+
+    class Exploding(Tiny):  # exp() turns the diverging weights into inf quickly
+        def forward(self, x, t):
+            return torch.exp(super().forward(x, t) * 50)
+
+    res = run_tiny(tmp_path, spec=spec, model=Exploding())
+    assert res.status == "failed" and "non-finite" in res.reason
+    assert res.run.status()["status"] == "failed"
+
+
+def test_data_shape_must_match_spec(tmp_path):
+    with pytest.raises(ValueError, match=r"shape \(3, 8, 8\).*\(1, 8, 8\)"):
+        train(make_spec(), root=tmp_path, model=Tiny(), data=torch.zeros(4, 3, 8, 8),
+              device="cpu", progress=False, step_loss=make_loss())
+
+
+class SpectralToy(nn.Module):
+    """A stand-in for the graph model: two nodes, one of them in a spectral family."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.node_modules = nn.ModuleDict({"f": nn.Conv2d(1, 1, 3, padding=1),
+                                           "s": nn.Conv2d(1, 1, 1)})
+        self.node_families = {"f": "complex", "s": "spatial"}
+
+    def forward(self, x, t):
+        return self.node_modules["s"](self.node_modules["f"](x))
+
+
+def test_spectral_blocks_are_monitored_every_n_steps(tmp_path):
+    res = run_tiny(tmp_path, spec=make_spec(steps=12), model=SpectralToy(), monitor_every=4)
+    recs = res.run.losses()
+    watched = [r["step"] for r in recs if "spectral" in r]
+    assert watched == [4, 8, 12]
+    for r in recs:
+        if "spectral" in r:
+            assert set(r["spectral"]) == {"f"}  # spatial node not watched
+            assert r["spectral"]["f"]["act"] > 0
+            assert math.isfinite(r["spectral"]["f"]["grad_norm"]) and r["spectral"]["f"]["grad_norm"] > 0
+
+
+def test_resume_refuses_a_checkpoint_of_another_spec(tmp_path):
+    res = run_tiny(tmp_path, spec=make_spec(steps=4, checkpoint_every=2))
+    other = RunDir(res.run.path)  # same folder, different spec
+    with pytest.raises(ValueError, match="another spec"):
+        run_tiny(tmp_path, spec=make_spec(steps=8, checkpoint_every=2), run=other, resume=True)
+
+
+_SCRIPT = """
+import sys, time, torch
+torch.set_num_threads(1)
+sys.path[:0] = [{repo!r}, {tests!r}]
+from test_train import Tiny, make_data, make_loss, make_spec
+from evaluator.train import train
+root, slow, resume = sys.argv[1], sys.argv[2] == "slow", sys.argv[3] == "resume"
+spec = make_spec(steps=20, checkpoint_every=5)
+torch.manual_seed(0)
+res = train(spec, root=root, model=Tiny(), data=make_data(), device="cpu", progress=False,
+            step_loss=make_loss(), resume=resume,
+            on_step=(lambda s, l: time.sleep(0.1)) if slow else None)
+print(res.status, res.step)
+"""
+
+
+def _train_proc(tmp_path, root, mode, resume):
+    script = tmp_path / "train_script.py"
+    script.write_text(_SCRIPT.format(repo=str(REPO), tests=str(Path(__file__).parent)))
+    return subprocess.Popen([sys.executable, str(script), str(root), mode, resume],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    victim = _train_proc(tmp_path, tmp_path / "b", "slow", "fresh")
+    run_b = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list((tmp_path / "b").glob("runs/*/*/checkpoint.pt"))
+        if found:
+            run_b = RunDir(found[0].parent)
+            break
+        time.sleep(0.01)
+    assert run_b is not None, victim.stderr.read()
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(30)
+    killed_at = load_checkpoint(run_b.checkpoint_file)["step"]
+    assert killed_at < 20 and run_b.status()["status"] == "running"
+
+    ref = _train_proc(tmp_path, tmp_path / "a", "fast", "fresh")
+    resumed = _train_proc(tmp_path, tmp_path / "b", "fast", "resume")
+    assert ref.wait(120) == 0, ref.stderr.read()
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert out.split() == ["finished", "20"]
+
+    run_a = RunDir(next((tmp_path / "a").glob("runs/*/*/checkpoint.pt")).parent)
+    ca, cb = load_checkpoint(run_a.checkpoint_file), load_checkpoint(run_b.checkpoint_file)
+    for part in ("model", "ema"):
+        assert ca[part].keys() == cb[part].keys()
+        for k in ca[part]:
+            assert torch.equal(ca[part][k], cb[part][k]), (part, k)
+    la, lb = run_a.losses(), run_b.losses()
+    assert [r["step"] for r in lb] == list(range(1, 21))
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+    assert f"resume at step {killed_at}" in run_b.log_file.read_text()
+    assert json.loads(run_b.status_file.read_text())["status"] == "finished"
