@@ -1,0 +1,628 @@
+"""Complex-valued blocks on rfft2 spectra: ``complex`` domain, (B, C, H, W') complex64.
+
+Layers follow Trabelsi et al. 2018, "Deep Complex Networks" (ICLR): complex convolution with
+separate real/imaginary weights, covariance-whitening batch norm and complex He/Glorot
+initialisation; activations modReLU (Arjovsky et al. 2016), CReLU (Trabelsi et al. 2018),
+zReLU (Guberman 2016) and cardioid (Virtue et al. 2017); spectral pooling from Rippel et al.
+2015, "Spectral Representations for Convolutional Neural Networks".
+
+Every parameter and buffer is *real* (``weight_real``/``weight_imag``, ...), so
+``module.double()`` gives a complex128-ready module and the dual-channel twins in
+:mod:`blocks.dual` can hold exactly the same state dict.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from blocks.core import BlockParams, NoParams, TensorSpec, register_block
+
+ConvMode = Literal["native", "gauss", "block"]
+# Fastest exact form measured on the shared 2-core CPU (fwd+bwd, C=32..64, 8x8 and 32x32,
+# batch 64): "block" won 3 of 4 cases and the total; numbers in complex_conv_modes_benchmark.
+DEFAULT_MODE: ConvMode = "block"
+_EPS = 1e-6  # magnitude floor: keeps z/|z| and its gradient finite at z = 0
+
+
+# ----------------------------------------------------------------------------- parameters
+class ComplexConvParams(BlockParams):
+    channels: int = Field(16, gt=0, le=4096, description="output channels (complex)")
+    kernel_size: int = Field(3, ge=1, le=15, description="odd kernel size, 'same' padding")
+    bias: bool = True
+    mode: ConvMode = Field(DEFAULT_MODE, description="native cfloat, 3-mult Gauss or block")
+    init: Literal["he", "glorot"] = "he"
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, k: int) -> int:
+        if k % 2 == 0:
+            raise ValueError("kernel_size must be odd for 'same' padding")
+        return k
+
+
+class ComplexConvTransposeParams(ComplexConvParams):
+    kernel_size: int = Field(4, ge=2, le=16, description="even kernel size, stride 2")
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, k: int) -> int:  # overrides the parent's check
+        if k % 2:
+            raise ValueError("kernel_size must be even for an exact 2x upsampling")
+        return k
+
+
+class ComplexLinearParams(BlockParams):
+    channels: int = Field(16, gt=0, le=4096, description="output channels (complex)")
+    bias: bool = True
+    mode: ConvMode = DEFAULT_MODE
+    init: Literal["he", "glorot"] = "he"
+
+
+class BatchNormParams(BlockParams):
+    eps: float = Field(1e-5, gt=0)
+    momentum: float = Field(0.1, gt=0, le=1)
+
+
+class GroupNormParams(BlockParams):
+    groups: int = Field(8, gt=0, le=1024)
+    eps: float = Field(1e-5, gt=0)
+
+
+class ModReLUParams(BlockParams):
+    bias_init: float = Field(0.0, description="initial value of the per-channel bias b")
+
+
+class DropoutParams(BlockParams):
+    p: float = Field(0.1, ge=0, lt=1, description="probability of zeroing a complex entry")
+
+
+class ResBlockParams(BlockParams):
+    channels: int = Field(16, gt=0, le=4096)
+    groups: int = Field(8, gt=0, le=1024, description="capped to a divisor of the channels")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    kernel_size: int = Field(3, ge=1, le=15)
+    norm: Literal["group", "batch"] = "group"
+    act: Literal["crelu", "modrelu", "zrelu", "cardioid"] = "crelu"
+    mode: ConvMode = DEFAULT_MODE
+
+    _odd = field_validator("kernel_size")(ComplexConvParams._odd.__func__)
+
+
+class SpectralPoolParams(BlockParams):
+    preserve: Literal["amplitude", "energy"] = Field(
+        "amplitude", description="amplitude: pixel values survive (x1/2 per halving, ortho "
+        "FFT); energy: kept coefficients unchanged")
+
+
+# ----------------------------------------------------------------------------- init
+def complex_init_(w_re: Tensor, w_im: Tensor, fan_in: int, fan_out: int,
+                  criterion: str = "he") -> None:
+    """Complex He/Glorot initialisation (Trabelsi et al. 2018, sec. 3.6), in place.
+
+    A pre-activation ``y = sum_j w_j x_j`` over ``fan_in`` independent zero-mean terms has
+    ``E|y|^2 = fan_in * E|w|^2 * E|x|^2`` for real and complex numbers alike. Real He init
+    uses ``Var(w) = 2 / fan_in`` (the 2 undoes ReLU halving the power), so the complex
+    criterion is ``E|w|^2 = 2 / fan_in`` (Glorot: ``2 / (fan_in + fan_out)``), which makes the
+    output power of a complex layer equal that of its real He counterpart. The modulus is
+    drawn from Rayleigh(sigma), ``E|w|^2 = 2 sigma^2``, so ``sigma = 1/sqrt(fan_in)``; the
+    phase is uniform. (That is the same distribution as independent N(0, sigma^2) real and
+    imaginary parts: the variance is split evenly over re/im.)
+    """
+    sigma = 1.0 / math.sqrt(fan_in if criterion == "he" else fan_in + fan_out)
+    with torch.no_grad():
+        u = torch.rand_like(w_re)  # in [0, 1): inverse Rayleigh CDF stays finite
+        modulus = sigma * torch.sqrt(-2.0 * torch.log1p(-u))
+        phase = (torch.rand_like(w_re) * 2.0 - 1.0) * math.pi
+        w_re.copy_(modulus * torch.cos(phase))
+        w_im.copy_(modulus * torch.sin(phase))
+
+
+# ----------------------------------------------------------------------------- convolution
+def block_weight(w_re: Tensor, w_im: Tensor, transposed: bool = False) -> Tensor:
+    """Real weight ``[[Wr, -Wi], [Wi, Wr]]`` acting on stacked ``[re; im]`` channels.
+
+    Conv weights are (out, in, ...); transposed-conv weights are (in, out, ...), hence the
+    transposed block layout for them.
+    """
+    if transposed:
+        return torch.cat([torch.cat([w_re, w_im], 1), torch.cat([-w_im, w_re], 1)], 0)
+    return torch.cat([torch.cat([w_re, -w_im], 1), torch.cat([w_im, w_re], 1)], 0)
+
+
+class ComplexConv2d(nn.Module):
+    """Complex convolution ``W * z`` with ``W = Wr + i Wi`` (Trabelsi et al. 2018).
+
+    Three exact forms (``mode``): ``native`` builds a cfloat weight and calls ``F.conv2d``
+    on the complex input; ``gauss`` uses Gauss's 3-multiplication trick
+    (``Wr*xr - Wi*xi`` and ``(Wr+Wi)*(xr+xi) - Wr*xr - Wi*xi``); ``block`` runs one real
+    convolution of the block weight ``[[Wr, -Wi], [Wi, Wr]]`` over stacked ``[re; im]``.
+
+    Args:
+        in_channels: complex input channels.
+        out_channels: complex output channels.
+        kernel_size: odd kernel ('same' padding), or even for ``transposed``.
+        bias: add a complex per-channel bias.
+        mode: ``native`` | ``gauss`` | ``block``.
+        transposed: stride-2 transposed convolution (2x upsampling of the H, W' grid).
+        init: ``he`` or ``glorot`` complex initialisation.
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 bias: bool = True, mode: str = DEFAULT_MODE, transposed: bool = False,
+                 init: str = "he") -> None:
+        super().__init__()
+        self.mode, self.transposed = mode, transposed
+        shape = (in_channels, out_channels) if transposed else (out_channels, in_channels)
+        self.weight_real = nn.Parameter(torch.empty(*shape, kernel_size, kernel_size))
+        self.weight_imag = nn.Parameter(torch.empty(*shape, kernel_size, kernel_size))
+        self.bias_real = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.bias_imag = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        if transposed:  # each output pixel sees in_channels * (k/2)^2 taps at stride 2
+            self.op: Callable = partial(F.conv_transpose2d, stride=2, padding=(kernel_size - 2) // 2)
+            fan_in, fan_out = in_channels * kernel_size**2 // 4, out_channels * kernel_size**2 // 4
+        else:
+            self.op = partial(F.conv2d, padding=kernel_size // 2)
+            fan_in, fan_out = in_channels * kernel_size**2, out_channels * kernel_size**2
+        complex_init_(self.weight_real, self.weight_imag, max(fan_in, 1), fan_out, init)
+
+    def parts(self, x_re: Tensor, x_im: Tensor) -> tuple[Tensor, Tensor]:
+        """Real and imaginary output parts (no bias) computed with real ops only."""
+        w_re, w_im = self.weight_real, self.weight_imag
+        if self.mode == "gauss":
+            t1, t2 = self.op(x_re, w_re), self.op(x_im, w_im)
+            t3 = self.op(x_re + x_im, w_re + w_im)
+            return t1 - t2, t3 - t1 - t2
+        y = self.op(torch.cat([x_re, x_im], 1), block_weight(w_re, w_im, self.transposed))
+        return y.chunk(2, 1)  # "block" (and the dual twin's stand-in for "native")
+
+    def forward(self, z: Tensor) -> Tensor:
+        # z: (B, Cin, H, W') complex -> (B, Cout, H, W') complex ((2H, 2W') if transposed)
+        if self.mode == "native":
+            y = self.op(z, torch.complex(self.weight_real, self.weight_imag))
+        else:
+            y = torch.complex(*self.parts(z.real, z.imag))
+        if self.bias_real is not None:
+            y = y + torch.complex(self.bias_real, self.bias_imag)[:, None, None]
+        return y
+
+
+class ComplexLinear(ComplexConv2d):
+    """Complex channel mixing ``y[o] = sum_i W[o, i] z[i] + b[o]`` (a complex 1x1 conv).
+
+    The weights are (out, in) matrices, so they copy straight to/from ``nn.Linear`` pairs.
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, bias: bool = True,
+                 mode: str = DEFAULT_MODE, init: str = "he") -> None:
+        super().__init__(in_channels=in_channels, out_channels=out_channels, kernel_size=1,
+                         bias=bias, mode=mode, init=init)
+        self.weight_real = nn.Parameter(self.weight_real.detach()[:, :, 0, 0])
+        self.weight_imag = nn.Parameter(self.weight_imag.detach()[:, :, 0, 0])
+        self.op = _linear_op
+
+
+class ComplexConvTranspose2d(ComplexConv2d):
+    """Stride-2 complex transposed convolution: 2x upsampling of the (H, W') grid it sees.
+
+    Weights are (in, out, k, k) with an even ``k`` and padding ``(k-2)/2``, so the output is
+    exactly (2H, 2W'). Note that this is upsampling *in the domain it is applied to*: on a
+    spectrum it refines the frequency grid; use spectral_up for image-size upsampling.
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int = 4,
+                 bias: bool = True, mode: str = DEFAULT_MODE, init: str = "he") -> None:
+        super().__init__(in_channels=in_channels, out_channels=out_channels,
+                         kernel_size=kernel_size, bias=bias, mode=mode, transposed=True,
+                         init=init)
+
+
+def complex_conv_modes_benchmark(channels: tuple[int, ...] = (32, 64),
+                                 sizes: tuple[int, ...] = (8, 32), batch: int = 64,
+                                 repeats: int = 5) -> list[dict]:
+    """Time forward+backward of ``complex_conv`` (3x3, C -> C) in each mode.
+
+    Returns rows ``{channels, size, mode, ms}`` (median over ``repeats`` after a warm-up,
+    modes interleaved), for ``profile --blocks``. Measured on the 2-core CPU (shared, so
+    noisy), torch 2.14, 2 threads, batch 64, complex input (C, s, s//2+1), ms fwd+bwd:
+
+    ====  =====  ======  =====  =====
+    C     s      native  gauss  block
+    ====  =====  ======  =====  =====
+    32    8      134     227    184
+    32    32     899     942    528
+    64    8      565     501    382
+    64    32     2828    2224   2072
+    ====  =====  ======  =====  =====
+
+    ``block`` won three of four cases and the total, hence the default (re-measure on a
+    GPU before trusting it there).
+    """
+    rows = []
+    for c in channels:
+        for s in sizes:
+            z = torch.randn(batch, c, s, s // 2 + 1, dtype=torch.complex64, requires_grad=True)
+            convs = {m: ComplexConv2d(in_channels=c, out_channels=c, mode=m)
+                     for m in ("native", "gauss", "block")}
+            times: dict[str, list[float]] = {m: [] for m in convs}
+            for i in range(repeats + 1):  # modes interleaved, so load drift hits all alike
+                for mode, conv in convs.items():
+                    t0 = time.perf_counter()
+                    conv(z).abs().sum().backward()
+                    if i:  # the first round is warm-up
+                        times[mode].append(time.perf_counter() - t0)
+            rows += [{"channels": c, "size": s, "mode": m, "ms": 1e3 * sorted(t)[len(t) // 2]}
+                     for m, t in times.items()]
+    return rows
+
+
+# ----------------------------------------------------------------------------- normalisation
+def whiten_parts(x_re: Tensor, x_im: Tensor, mean: tuple[Tensor, Tensor],
+                 cov: tuple[Tensor, Tensor, Tensor], eps: float) -> tuple[Tensor, Tensor]:
+    """Centre and whiten per channel with the inverse square root of the 2x2 covariance.
+
+    For ``V = [[Vrr, Vri], [Vri, Vii]]`` with ``s = sqrt(det V)`` and
+    ``t = sqrt(Vrr + Vii + 2 s)``: ``V^(-1/2) = [[Vii + s, -Vri], [-Vri, Vrr + s]] / (s t)``
+    (Trabelsi et al. 2018, eq. 9 onwards). ``eps`` is added to the diagonal.
+    """
+    vrr, vri, vii = cov[0] + eps, cov[1], cov[2] + eps
+    s = torch.sqrt(vrr * vii - vri * vri)
+    inv = 1.0 / (s * torch.sqrt(vrr + vii + 2.0 * s))
+    a, b, d = [(v * inv)[:, None, None] for v in (vii + s, -vri, vrr + s)]
+    xr, xi = x_re - mean[0][:, None, None], x_im - mean[1][:, None, None]
+    return a * xr + b * xi, b * xr + d * xi
+
+
+class ComplexBatchNorm2d(nn.Module):
+    """Covariance-whitening complex batch norm (Trabelsi et al. 2018, sec. 3.5).
+
+    Train mode whitens with batch statistics (per channel, over B, H, W') and updates the
+    running mean and running 2x2 covariance (unbiased, like ``nn.BatchNorm2d``); eval mode
+    uses the running ones. Output ``gamma @ [re; im] + beta`` with a symmetric learnable 2x2
+    ``gamma`` (diagonal 1/sqrt(2), so the output has unit complex power ``E|z|^2 = 1``) and
+    complex ``beta``. The running covariance starts at ``I/2`` (a unit-power complex
+    signal), so a fresh module in eval mode is the identity.
+    """
+
+    def __init__(self, *, num_channels: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        c = num_channels
+        self.gamma_rr = nn.Parameter(torch.full((c,), 2 ** -0.5))
+        self.gamma_ri = nn.Parameter(torch.zeros(c))
+        self.gamma_ii = nn.Parameter(torch.full((c,), 2 ** -0.5))
+        self.beta_real = nn.Parameter(torch.zeros(c))
+        self.beta_imag = nn.Parameter(torch.zeros(c))
+        self.register_buffer("running_mean", torch.zeros(2, c))  # re, im
+        self.register_buffer("running_cov", torch.tensor([0.5, 0.0, 0.5])[:, None].repeat(1, c))
+
+    def normalize_parts(self, x_re: Tensor, x_im: Tensor) -> tuple[Tensor, Tensor]:
+        # x_re, x_im: (B, C, H, W') real each
+        if self.training:
+            dims = (0, 2, 3)
+            m_re, m_im = x_re.mean(dims), x_im.mean(dims)
+            cr, ci = x_re - m_re[:, None, None], x_im - m_im[:, None, None]
+            cov = ((cr * cr).mean(dims), (cr * ci).mean(dims), (ci * ci).mean(dims))
+            n = x_re.numel() // x_re.shape[1]
+            with torch.no_grad():
+                mom = self.momentum
+                self.running_mean.lerp_(torch.stack([m_re, m_im]), mom)
+                self.running_cov.lerp_(torch.stack(cov) * (n / max(n - 1, 1)), mom)
+            mean = (m_re, m_im)
+        else:
+            mean, cov = tuple(self.running_mean), tuple(self.running_cov)
+        w_re, w_im = whiten_parts(x_re, x_im, mean, cov, self.eps)
+        g_rr, g_ri, g_ii = (g[:, None, None] for g in (self.gamma_rr, self.gamma_ri, self.gamma_ii))
+        return (g_rr * w_re + g_ri * w_im + self.beta_real[:, None, None],
+                g_ri * w_re + g_ii * w_im + self.beta_imag[:, None, None])
+
+    def forward(self, z: Tensor) -> Tensor:
+        # (B, C, H, W') complex -> same
+        return torch.complex(*self.normalize_parts(z.real, z.imag))
+
+
+class ComplexGroupNorm(nn.Module):
+    """Magnitude-RMS group norm: ``z / sqrt(mean_group |z|^2 + eps) * g + b``.
+
+    No mean is subtracted: a spectrum's DC and phase carry signal, and dividing by the RMS
+    magnitude leaves every phase untouched. The gain ``g`` is real, the bias ``b`` complex.
+    Cheaper than whitening and independent of the batch, so it is the resblocks' default.
+    """
+
+    def __init__(self, *, num_channels: int, groups: int = 8, eps: float = 1e-5) -> None:
+        super().__init__()
+        if num_channels % groups:
+            raise ValueError(f"complex_group_norm: channels ({num_channels}) must be divisible "
+                             f"by groups ({groups})")
+        self.groups, self.eps = groups, eps
+        self.gain = nn.Parameter(torch.ones(num_channels))
+        self.bias_real = nn.Parameter(torch.zeros(num_channels))
+        self.bias_imag = nn.Parameter(torch.zeros(num_channels))
+
+    def inv_rms(self, power: Tensor) -> Tensor:
+        # power |z|^2: (B, C, H, W') -> (B, C, 1, 1) broadcastable 1/RMS per group
+        b, c = power.shape[:2]
+        ms = power.reshape(b, self.groups, -1).mean(-1, keepdim=True)
+        return torch.rsqrt(ms + self.eps).repeat_interleave(c // self.groups, 1)[..., None]
+
+    def forward(self, z: Tensor) -> Tensor:
+        # (B, C, H, W') complex -> same
+        scale = self.inv_rms(z.real.square() + z.imag.square()) * self.gain[:, None, None]
+        return z * scale + torch.complex(self.bias_real, self.bias_imag)[:, None, None]
+
+
+# ----------------------------------------------------------------------------- activations
+class ModReLU(nn.Module):
+    """modReLU ``relu(|z| + b) * z / |z|`` with a learnable bias per channel (Arjovsky et al.
+    2016, "Unitary Evolution Recurrent Neural Networks"). Keeps the phase."""
+
+    def __init__(self, *, num_channels: int, bias_init: float = 0.0) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.full((num_channels,), float(bias_init)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        mag = z.abs().clamp_min(_EPS)  # (B, C, H, W') real
+        return z * (F.relu(mag + self.bias[:, None, None]) / mag)
+
+
+class CReLU(nn.Module):
+    """CReLU ``relu(Re z) + i relu(Im z)`` (Trabelsi et al. 2018)."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.complex(F.relu(z.real), F.relu(z.imag))
+
+
+class ZReLU(nn.Module):
+    """zReLU: ``z`` where ``0 <= arg z <= pi/2`` (first quadrant), else 0 (Guberman 2016,
+    "On Complex Valued Convolutional Neural Networks")."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z * ((z.real >= 0) & (z.imag >= 0))
+
+
+class Cardioid(nn.Module):
+    """Cardioid ``(1 + cos arg z) / 2 * z`` (Virtue et al. 2017, "Better than Real"):
+    phase-preserving, attenuates by direction; equals ReLU on the real line."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z * (0.5 * (1.0 + z.real / z.abs().clamp_min(_EPS)))
+
+
+class ComplexDropout(nn.Module):
+    """Drops whole complex entries (one mask for re and im), scaled by ``1/(1-p)``."""
+
+    def __init__(self, *, p: float = 0.1) -> None:
+        super().__init__()
+        self.p = p
+
+    def mask(self, shape: torch.Size, like: Tensor) -> Tensor:
+        keep = torch.rand(shape, dtype=like.dtype, device=like.device) >= self.p
+        return keep.to(like.dtype) / (1.0 - self.p)
+
+    def forward(self, z: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return z
+        return z * self.mask(z.shape, z.real)
+
+
+# ----------------------------------------------------------------------------- resblock
+class ComplexResBlock(nn.Module):
+    """Complex residual block: norm-act-conv, time shift, norm-act-dropout-conv, 1x1 skip.
+
+    The DDPM residual block (Ho et al. 2020) in complex arithmetic: the embedding passes
+    SiLU and a real linear layer to ``2*channels`` numbers, used as a complex per-channel
+    shift (first half real, second half imaginary). The dual twin swaps the component
+    classes below and nothing else, so both hold the same state dict.
+    """
+
+    conv_cls, linear_cls = ComplexConv2d, ComplexLinear
+    norm_cls = {"group": ComplexGroupNorm, "batch": ComplexBatchNorm2d}
+    act_cls = {"crelu": CReLU, "modrelu": ModReLU, "zrelu": ZReLU, "cardioid": Cardioid}
+    dropout_cls = ComplexDropout
+
+    def __init__(self, *, in_channels: int, channels: int, emb_dim: int | None = None,
+                 groups: int = 8, dropout: float = 0.0, kernel_size: int = 3,
+                 norm: str = "group", act: str = "crelu", mode: str = DEFAULT_MODE) -> None:
+        super().__init__()
+        self.norm1 = self._norm(norm, in_channels, groups)
+        self.act1 = self._act(act, in_channels)
+        self.conv1 = self.conv_cls(in_channels=in_channels, out_channels=channels,
+                                   kernel_size=kernel_size, mode=mode)
+        self.emb_proj = nn.Linear(emb_dim, 2 * channels) if emb_dim else None
+        self.norm2 = self._norm(norm, channels, groups)
+        self.act2 = self._act(act, channels)
+        self.dropout = self.dropout_cls(p=dropout)
+        self.conv2 = self.conv_cls(in_channels=channels, out_channels=channels,
+                                   kernel_size=kernel_size, mode=mode)
+        self.skip = (self.linear_cls(in_channels=in_channels, out_channels=channels, mode=mode)
+                     if in_channels != channels else nn.Identity())
+
+    def _norm(self, norm: str, c: int, groups: int) -> nn.Module:
+        if norm == "group":
+            return self.norm_cls["group"](num_channels=c, groups=math.gcd(groups, c))
+        return self.norm_cls["batch"](num_channels=c)
+
+    def _act(self, act: str, c: int) -> nn.Module:
+        return self.act_cls[act](num_channels=c) if act == "modrelu" else self.act_cls[act]()
+
+    def add_shift(self, h: Tensor, shift: Tensor) -> Tensor:
+        c = h.shape[1]  # shift: (B, 2C) real -> complex (B, C, 1, 1)
+        return h + torch.complex(shift[:, :c], shift[:, c:])[:, :, None, None]
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        h = self.conv1(self.act1(self.norm1(x)))
+        if (emb is None) != (self.emb_proj is None):
+            raise ValueError("resblock: embedding input given/missing at call but not at build")
+        if emb is not None:
+            h = self.add_shift(h, self.emb_proj(F.silu(emb)))  # emb: (B, D)
+        h = self.conv2(self.dropout(self.act2(self.norm2(h))))
+        return self.skip(x) + h
+
+
+# ----------------------------------------------------------------------------- spectral pooling
+def _flip_rows(x: Tensor) -> Tensor:
+    """Row index r -> -r (mod H) on dim -2."""
+    return torch.roll(torch.flip(x, [-2]), 1, -2)
+
+
+def spectral_down(x: Tensor, conj: Callable[[Tensor], Tensor], scale: float = 0.5) -> Tensor:
+    """rfft2 spectrum of an HxW image -> that of the band-limited (H/2)x(W/2) image.
+
+    Keeps rows ``0..H/4-1`` and ``-H/4..-1`` and columns ``0..W/4``. The new Nyquist row and
+    column each stand for two old frequencies (``+-H/4``, ``+-W/4``) that alias to one bin
+    when sampling at half rate, so they are *summed* (row ``+H/4`` is added to row ``-H/4``;
+    column ``W/4`` gets the implicit ``-W/4`` partner ``conj(X[-r, W/4])``). The result is
+    exactly the ortho rfft2 of ``lowpass(x)[::2, ::2]`` where ``lowpass`` keeps
+    ``|f_row| <= H/4, |f_col| <= W/4`` (as ``scipy.signal.resample`` does), and is a valid
+    Hermitian spectrum. ``scale`` = 1/2 keeps pixel amplitudes under the ortho FFT.
+    ``conj`` conjugates in the caller's layout (complex or dual), so the dual twin reuses it.
+    """
+    h, w2 = x.shape[-2], x.shape[-1]  # (.., H, W/2+1)
+    if h % 4 or (w2 - 1) % 2 or w2 < 3:
+        raise ValueError(f"spectral_down needs an rfft2 spectrum of an HxW image with H and W "
+                         f"divisible by 4, got (H, W//2+1) = ({h}, {w2})")
+    q, cq = h // 4, (w2 - 1) // 2  # H/4, W/4
+    rows = torch.cat([x[..., :q, :], x[..., h - q:h - q + 1, :] + x[..., q:q + 1, :],
+                      x[..., h - q + 1:, :]], -2)  # (.., H/2, W/2+1)
+    nyq = rows[..., cq:cq + 1] + conj(_flip_rows(rows[..., cq:cq + 1]))
+    return torch.cat([rows[..., :cq], nyq], -1) * scale  # (.., H/2, W/4+1)
+
+
+def spectral_up(x: Tensor, conj: Callable[[Tensor], Tensor], scale: float = 2.0) -> Tensor:
+    """rfft2 spectrum of an hxw image -> that of its band-limited 2hx2w interpolation.
+
+    Zero-pads rows (to ``2h``) and columns (to ``w+1``); the old Nyquist row and column are
+    split in half between ``+-h/2`` and ``+-w/2`` (the column's implicit partner gets its
+    half through Hermitian symmetry, so the column is first made Hermitian), which is the
+    right inverse of :func:`spectral_down`: ``down(up(Y)) == Y`` for every real image's Y,
+    and ``irfft2(up(Y))[::2, ::2] == irfft2(Y)`` (trigonometric interpolation).
+    """
+    h, w2 = x.shape[-2], x.shape[-1]
+    if h % 2 or w2 < 2:
+        raise ValueError(f"spectral_up needs an rfft2 spectrum of an hxw image with h, w even, "
+                         f"got (h, w//2+1) = ({h}, {w2})")
+    q, cq = h // 2, w2 - 1
+    nyq = 0.25 * (x[..., cq:] + conj(_flip_rows(x[..., cq:])))  # Hermitian part, halved
+    cols = torch.cat([x[..., :cq], nyq, torch.zeros_like(x[..., :cq])], -1)  # (.., h, 2w2-1)
+    half = 0.5 * cols[..., q:q + 1, :]
+    out = torch.cat([cols[..., :q, :], half, torch.zeros_like(cols[..., 1:, :]), half,
+                     cols[..., q + 1:, :]], -2)  # (.., 2h, 2w2-1)
+    return out * scale
+
+
+class SpectralDown(nn.Module):
+    """Spectral pooling (Rippel et al. 2015) on complex rfft2 spectra; see spectral_down."""
+
+    def __init__(self, *, preserve: str = "amplitude") -> None:
+        super().__init__()
+        self.scale = 0.5 if preserve == "amplitude" else 1.0
+
+    def conj(self, x: Tensor) -> Tensor:
+        return torch.conj(x)
+
+    def forward(self, z: Tensor) -> Tensor:
+        # (B, C, H, W//2+1) -> (B, C, H/2, W//4+1)
+        return spectral_down(z, self.conj, self.scale)
+
+
+class SpectralUp(SpectralDown):
+    """Spectral zero-padding upsampling, right inverse of SpectralDown; see spectral_up."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        # (B, C, h, w//2+1) -> (B, C, 2h, w+1)
+        return spectral_up(z, self.conj, 1.0 / self.scale)
+
+
+# ----------------------------------------------------------------------------- registration
+def _channels(inputs: list[TensorSpec], name: str, dual: bool) -> int:
+    """Complex channel count of the first input (half the stacked channels for dual)."""
+    c = inputs[0].shape[0]
+    if dual and c % 2:
+        raise ValueError(f"{name}: dual input needs an even channel count (re then im), got {c}")
+    return c // 2 if dual else c
+
+
+def register_family(names: dict[str, str], classes: dict[str, type], domain: str) -> None:
+    """Register one family (complex or dual); both share the parameter models, so a spec
+    swaps a complex block for its dual twin by changing only the block name."""
+    dual = domain == "dual"
+
+    def reg(key: str, params: type, build: Callable, takes: tuple[str, ...] = (domain,)):
+        build.__doc__ = classes[key].__doc__
+        register_block(names[key], params=params, takes=takes, gives=domain,
+                       family=domain)(build)
+
+    def conv(key: str, params: type) -> None:
+        def build(p, inputs):
+            kw = p.model_dump()
+            return classes[key](in_channels=_channels(inputs, names[key], dual),
+                                out_channels=kw.pop("channels"), **kw)
+        reg(key, params, build)
+
+    def layer(key: str, params: type, per_channel: bool, takes=(domain,)) -> None:
+        def build(p, inputs):
+            kw = p.model_dump()
+            if per_channel:
+                kw["num_channels"] = _channels(inputs, names[key], dual)
+            return classes[key](**kw)
+        reg(key, params, build, takes)
+
+    def resblock(p, inputs):
+        return classes["resblock"](in_channels=_channels(inputs, names["resblock"], dual),
+                                   emb_dim=inputs[1].shape[0] if len(inputs) > 1 else None,
+                                   **p.model_dump())
+
+    conv("conv", ComplexConvParams)
+    conv("linear", ComplexLinearParams)
+    conv("conv_transpose", ComplexConvTransposeParams)
+    layer("batch_norm", BatchNormParams, True)
+    layer("group_norm", GroupNormParams, True)
+    layer("modrelu", ModReLUParams, True)
+    for act in ("crelu", "zrelu", "cardioid"):
+        layer(act, NoParams, False)
+    layer("dropout", DropoutParams, False)
+    reg("resblock", ResBlockParams, resblock, takes=(domain, "embed?"))
+    layer("down", SpectralPoolParams, False)
+    layer("up", SpectralPoolParams, False)
+
+
+def _linear_op(x: Tensor, w: Tensor) -> Tensor:
+    return F.conv2d(x, w[:, :, None, None])
+
+
+CLASSES: dict[str, type] = {
+    "conv": ComplexConv2d, "linear": ComplexLinear, "conv_transpose": ComplexConvTranspose2d,
+    "batch_norm": ComplexBatchNorm2d, "group_norm": ComplexGroupNorm, "modrelu": ModReLU,
+    "crelu": CReLU, "zrelu": ZReLU, "cardioid": Cardioid, "dropout": ComplexDropout,
+    "resblock": ComplexResBlock, "down": SpectralDown, "up": SpectralUp}
+NAMES: dict[str, str] = {
+    "conv": "complex_conv", "linear": "complex_linear",
+    "conv_transpose": "complex_conv_transpose", "batch_norm": "complex_batch_norm",
+    "group_norm": "complex_group_norm", "modrelu": "modrelu", "crelu": "crelu",
+    "zrelu": "zrelu", "cardioid": "cardioid", "dropout": "complex_dropout",
+    "resblock": "complex_resblock", "down": "spectral_down", "up": "spectral_up"}
+register_family(NAMES, CLASSES, "complex")
+
+
+def examples(domain: str, names: dict[str, str]) -> dict[str, tuple[dict, list[TensorSpec]]]:
+    """One small valid configuration per block (C=8 complex channels, 8x8 image)."""
+    c = 16 if domain == "dual" else 8
+    x = [TensorSpec(domain, (c, 8, 5))]
+    cfg: dict[str, tuple[dict, list[TensorSpec]]] = {
+        "conv": ({"channels": 4}, x), "linear": ({"channels": 4}, x),
+        "conv_transpose": ({"channels": 4}, x), "batch_norm": ({}, x),
+        "group_norm": ({"groups": 4}, x), "modrelu": ({"bias_init": -0.1}, x),
+        "crelu": ({}, x), "zrelu": ({}, x), "cardioid": ({}, x), "dropout": ({"p": 0.2}, x),
+        "resblock": ({"channels": 4, "groups": 2, "dropout": 0.1},
+                     [*x, TensorSpec("embed", (16,))]),
+        "down": ({}, x), "up": ({}, x)}
+    return {names[k]: v for k, v in cfg.items()}
+
+
+EXAMPLES = examples("complex", NAMES)
