@@ -6,14 +6,14 @@ import json
 import sys
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
+def add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--override", action="append", default=[], metavar="PATH=VALUE",
                    help="set a spec value by dotted path, e.g. vars.width=64 (repeatable)")
 
 
 def add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="YAML or JSON spec files")
-    _add_overrides(p)
+    add_overrides(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
 
 
@@ -48,7 +48,7 @@ def run_schema(args: argparse.Namespace) -> int:
 
 def add_show(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH")
-    _add_overrides(p)
+    add_overrides(p)
     p.add_argument("--json", action="store_true", help="print the resolved spec as JSON only")
 
 

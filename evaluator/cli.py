@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from archspec.commands import add_overrides
+
 DEVICES = ("auto", "cpu", "cuda")
 CLIPS = ("none", "clip", "dynamic")
 
@@ -24,12 +26,6 @@ def _add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
                        help="results root; runs go to DIR/runs/<name>/<hash>/ (default: results)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="hide progress bars")
-
-
-def _add_override(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--override", "-O", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a spec value, e.g. train.lr=1e-3 or vars.width=64 "
-                        "(repeatable)")
 
 
 def _spec_file(path: str) -> Path:
@@ -54,7 +50,7 @@ def _check_device(name: str) -> None:
 # ---- train ------------------------------------------------------------------------------------
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
-    _add_override(p)
+    add_overrides(p)
     _add_common(p)
     p.add_argument("--resume", action="store_true",
                    help="continue from the run's last checkpoint")
@@ -140,7 +136,7 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", choices=("quick", "full"), default="quick",
                    help="quick: capped training and sampling (minutes on a CPU); "
                         "full: as the specs say (default: quick)")
-    _add_override(p)
+    add_overrides(p)
     _add_common(p)
 
 
