@@ -17,6 +17,16 @@ Structure, for L levels of widths ``channels * channel_mult[l]``::
       level l = L-1..0:  blocks_per_level x [concat(x, convert(skip)) -> stage block
                          (+ attention)]; then (l > 0) the decoder domain's upsampler
       convert(dec -> real) -> GroupNorm - SiLU - conv3x3 (zero init) -> out_channels
+      (or, with ``head``, e.g. ``spectral_head``: decoder domain -> head block -> real)
+
+A fully frequency-native UNet keeps its output in the spectrum with ``head: spectral_head``
+(``dual_head`` for the dual ablation): the decoder output is projected to the image channels
+and inverted by the head's own Hermitian projection and ``irfft2``. Spectral attention blocks
+exist only for the ``complex`` domain; in ``dual`` stages the unet runs them between the
+exact, parameter-free ``from_dual``/``to_dual`` adapters (``Stage.att_into``/``att_back``),
+so a dual spec can name the same attention block as its complex twin and the two models
+hold the same state dict but for the head. ``attention_params`` passes block-specific
+parameters (e.g. ``{modes: 2}`` for ``lowrank_spectral``) to every attention block.
 """
 from __future__ import annotations
 
@@ -52,7 +62,13 @@ class UNetParams(BlockParams):
     attention: str = "self_attention"
     encoder_attention: str | None = Field(None, description="default: attention")
     decoder_attention: str | None = Field(None, description="default: attention")
+    attention_params: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="extra parameters for every attention block, "
+        "e.g. {modes: 2} for lowrank_spectral or {bands: 4} for radial_band_attention")
     out_channels: int | None = Field(None, gt=0, le=4096, description="default: input channels")
+    head: str | None = Field(None, description="output head block taking the decoder domain "
+                             "and giving real (spectral_head, dual_head); default: to pixels, "
+                             "then GroupNorm - SiLU - conv3x3")
     groups: int = Field(8, gt=0, le=1024)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
@@ -84,10 +100,13 @@ def _takes_embed(entry: BlockEntry) -> bool:
     return len(entry.takes) >= 2 and entry.domain_at(1) == "embed"
 
 
-def _build(entry: BlockEntry, inputs: list[TensorSpec], **candidates: Any) -> nn.Module:
-    """Build ``entry`` passing only the candidate params its model declares."""
+def _build(entry: BlockEntry, inputs: list[TensorSpec], extra: dict[str, Any] | None = None,
+           **candidates: Any) -> nn.Module:
+    """Build ``entry`` passing the candidate params its model declares, then ``extra``
+    (all of them: an unknown key is the params model's error)."""
     fields = entry.params.model_fields
     kwargs = {k: v for k, v in candidates.items() if k in fields and v is not None}
+    kwargs.update(extra or {})
     try:
         return entry.builder(entry.params(**kwargs), inputs)
     except Exception as e:  # name the block: the assembler only knows the unet node
@@ -95,21 +114,30 @@ def _build(entry: BlockEntry, inputs: list[TensorSpec], **candidates: Any) -> nn
 
 
 class Stage(nn.Module):
-    """A stage block, optionally fed the embedding, optionally followed by attention."""
+    """A stage block, optionally fed the embedding, optionally followed by attention.
+
+    ``att_into``/``att_back`` run the attention in another domain (complex attention in
+    dual stages); they hold no parameters, so the state dict matches the complex twin's.
+    """
 
     def __init__(self, *, block: nn.Module, attention: nn.Module | None, use_emb: bool,
-                 attention_emb: bool = False) -> None:
+                 attention_emb: bool = False, att_into: nn.Module | None = None,
+                 att_back: nn.Module | None = None) -> None:
         super().__init__()
         self.block = block
         self.attention = attention
         self.use_emb = use_emb
         self.attention_emb = attention_emb
+        self.att_into = att_into or nn.Identity()
+        self.att_back = att_back or nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         x = self.block(x, emb) if self.use_emb else self.block(x)
         if self.attention is None:
             return x
-        return self.attention(x, emb) if self.attention_emb else self.attention(x)
+        a = self.att_into(x)
+        a = self.attention(a, emb) if self.attention_emb else self.attention(a)
+        return self.att_back(a)
 
 
 class UNet(nn.Module):
@@ -126,8 +154,9 @@ class UNet(nn.Module):
         skip_converters: one per skip, in push order, enc_domain -> dec_domain.
         up: decoder stages, in the order they run.
         upsamplers: one per level but level 0, in the order they run.
-        to_real: converter dec_domain -> real at full size.
-        head: GroupNorm - SiLU - conv to the output channels.
+        to_real: converter dec_domain -> real at full size (identity with a head block).
+        head: GroupNorm - SiLU - conv to the output channels, or a head block taking
+            dec_domain (e.g. spectral_head).
         blocks_per_level: stages per level.
     """
 
@@ -163,16 +192,33 @@ class UNet(nn.Module):
 
 
 def _attention(name: str | None, domain: str, where: str) -> BlockEntry | None:
+    """The attention entry for stages in ``domain``; complex and dual interchange exactly."""
     if name is None:
         return None
     entry = get_block(name)
     d = _stage_domain(entry)
-    if d != domain:
+    if d != domain and {d, domain} != {"complex", "dual"}:
         off = "mid_attention: false" if where == "encoder" else "attention_levels: []"
         raise ValueError(f"unet: {where} attention {name!r} takes {d!r} but the {where} "
                          f"stages work in {domain!r}; set {where}_attention to a {domain} "
                          f"block, or {off}")
     return entry
+
+
+def _head(p: UNetParams, domain: str, c: int, c_out: int, size: tuple[int, int]
+          ) -> tuple[nn.Module, nn.Module]:
+    """(to_real, head): the default pixel-space head, or the ``head`` block on ``domain``."""
+    if p.head is None:
+        return convert(domain, "real", size=size), nn.Sequential(
+            group_norm(c, p.groups), nn.SiLU(), zero_(nn.Conv2d(c, c_out, 3, padding=1)))
+    entry = get_block(p.head)
+    takes = entry.domain_at(0) if entry.takes else None
+    if takes != domain or entry.output_domain([domain]) != "real":
+        raise ValueError(f"unet: head {p.head!r} must take the decoder domain {domain!r} and "
+                         f"give 'real', but takes {takes!r} and gives "
+                         f"{entry.output_domain([takes or domain])!r}")
+    head = _build(entry, [spec_for(domain, c, size)], out_channels=c_out, size=size[1])
+    return nn.Identity(), head
 
 
 def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
@@ -203,12 +249,15 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
         use_emb = _takes_embed(entry)
         inputs = [spec_for(domain, c_in_, size)] + ([emb] if use_emb else [])
         block = _build(entry, inputs, channels=c_out, width=size[1], **common)
-        a, a_emb = None, False
-        if with_att and att is not None:
-            a_emb = _takes_embed(att)
-            a_in = [spec_for(domain, c_out, size)] + ([emb] if a_emb else [])
-            a = _build(att, a_in, channels=c_out, groups=p.groups, width=size[1])
-        return Stage(block=block, attention=a, use_emb=use_emb, attention_emb=a_emb)
+        if not (with_att and att is not None):
+            return Stage(block=block, attention=None, use_emb=use_emb)
+        a_emb, a_dom = _takes_embed(att), att.domain_at(0)
+        a_in = [spec_for(a_dom, c_out, size)] + ([emb] if a_emb else [])
+        a = _build(att, a_in, p.attention_params, channels=c_out, groups=p.groups,
+                   width=size[1])
+        return Stage(block=block, attention=a, use_emb=use_emb, attention_emb=a_emb,
+                     att_into=convert(domain, a_dom, size=size),
+                     att_back=convert(a_dom, domain, size=size))
 
     def resampler(domain: str, which: int, c: int, size: tuple[int, int]) -> nn.Module:
         return _build(get_block(RESAMPLE[domain][which]), [spec_for(domain, c, size)])
@@ -239,12 +288,11 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
         if lvl > 0:
             upsamplers.append(resampler(dec_d, 1, c, sizes[lvl]))
 
-    head = nn.Sequential(group_norm(c, p.groups), nn.SiLU(),
-                         zero_(nn.Conv2d(c, p.out_channels or c_in, 3, padding=1)))
+    to_real, head = _head(p, dec_d, c, p.out_channels or c_in, sizes[0])
     return UNet(enc_domain=enc_d, dec_domain=dec_d, stem=convert("real", enc_d, size=sizes[0]),
                 down=down, downsamplers=downsamplers, mid=mid,
                 bridge=convert(enc_d, dec_d, size=bottom), skip_converters=skip_conv, up=up,
-                upsamplers=upsamplers, to_real=convert(dec_d, "real", size=sizes[0]), head=head,
+                upsamplers=upsamplers, to_real=to_real, head=head,
                 blocks_per_level=p.blocks_per_level)
 
 

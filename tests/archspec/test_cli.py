@@ -93,3 +93,12 @@ def test_validate_imports_only_what_it_needs():
     mods = _imported_after(["validate", str(SPECS / "tiny_unet_8.yaml")])
     assert mods <= {"torch", "pydantic", "networkx"}
     assert not mods & {"gradio", "lpips", "torch_fidelity", "diffusers"}
+
+
+def test_committed_schema_is_current():
+    """examples point editors at spec.schema.json; it must match the registry."""
+    from archspec import json_schema
+
+    committed = json.loads((ROOT / "spec.schema.json").read_text())
+    assert committed == json.loads(json.dumps(json_schema())), \
+        "regenerate with: archsearch schema > spec.schema.json"
