@@ -20,9 +20,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The main job: spatial, spectral and hybrid pipelines on digits, quick budget.
+DEMO_SPECS := examples/specs/tiny_unet_8.yaml examples/specs/spectral_unet_8.yaml \
+              examples/specs/hybrid_unet_8.yaml
+
 demo: $(STAMP)
-	$(BIN)/archsearch validate examples/specs/*.yaml
-	$(BIN)/archsearch evaluate examples/specs/tiny_unet_8.yaml --budget quick
+	$(BIN)/archsearch validate -q examples/specs/*.yaml
+	$(BIN)/archsearch evaluate $(DEMO_SPECS) --budget quick --out results
+	$(BIN)/archsearch report results
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

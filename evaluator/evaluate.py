@@ -12,16 +12,17 @@ on two CPU cores, training included):
 =========  ======================  ===========  ===============================  =======
 budget     training                samples N    sampler steps                    seeds
 =========  ======================  ===========  ===============================  =======
-quick      steps min(spec, 200),   min(spec,    per sampler the 2 smallest       first 1
-           batch min(spec, 64)     64)          counts <= 20, + DDPM at T
+quick      steps min(spec, 600),   min(spec,    per sampler the 2 smallest       first 1
+           batch min(spec, 64)     128)         counts <= 20, + DDPM at T
 full       as in the spec          as in spec   as in the spec, + DDPM at T      all
 =========  ======================  ===========  ===============================  =======
 
-Why these numbers: on two loaded CPU cores the 0.7M-parameter ``tiny_unet_8`` takes
-about 0.3-1 s per training step at batch 64, and the DDPM reference costs T (1000) model
-calls per batch of N samples, which dominates the quick budget; N=64 keeps it near a
-minute per pipeline. FD at N=64 is strongly biased upwards: compare quick numbers with
-each other (same N everywhere), never with full-budget or published values.
+Why these numbers: on two idle CPU cores the 0.7M-parameter ``tiny_unet_8`` trains at
+about 11 steps/s at batch 64 (the spectral and hybrid UNets at 7-8), and the DDPM
+reference costs T (1000) model calls per batch of N samples, about 45 s at N=128. The
+three demo pipelines then take about 7 minutes in all (measured: 7m11s). FD at N=128 is
+biased upwards: compare quick numbers with each other (same N everywhere), never with
+full-budget or published values.
 
 The quick budget changes ``train.steps``, so its run has its own hash and folder; a full
 evaluation never reuses a quick run's weights. Evaluation settings are not part of the
@@ -56,7 +57,7 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget("quick", train_steps=200, batch_size=64, num_samples=64,
+    "quick": Budget("quick", train_steps=600, batch_size=64, num_samples=128,
                     steps_per_sampler=2, max_sampler_steps=20, seeds=1),
     "full": Budget("full"),
 }
@@ -371,8 +372,26 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                       str(r["steps"]), str(r["nfe"]), str(r["n"]), fmt_metric(m.get(fd)),
                       fmt_metric(m.get("spectral-RAPS-dist")), fmt_metric(r["ms_per_nfe"])])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(cols))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in lines)
+    table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                      for row in lines)
+    return "\n".join([table, *settings_notes(rows)])
+
+
+def settings_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct sampling setting shared by the rows: N, seeds, clip, spacing."""
+    seen: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r.get("status") not in (None, "ok"):
+            continue
+        st = r.get("settings", {})
+        key = (r.get("n"), tuple(r.get("seeds", ())), st.get("clip"), st.get("timestep_spacing"),
+               st.get("prediction"))
+        seen.setdefault(key, [])
+        if r["pipeline"] not in seen[key]:
+            seen[key].append(r["pipeline"])
+    return [f"{', '.join(p)}: N={n} per row, seeds {list(seeds)}, clip policy {clip}, "
+            f"timestep spacing {spacing}, prediction {pred}; full scheduler configs in each "
+            f"run's metrics.json" for (n, seeds, clip, spacing, pred), p in seen.items()]
 
 
 def fmt_metric(m: dict | None) -> str:

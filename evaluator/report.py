@@ -211,7 +211,8 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
     parts = ["# Architecture search report", "",
              f"{len(runs)} run(s). Interactive charts: `report.html` (self-contained).", "",
              "## Runs", "", _md_table(runs_table(runs)), "",
-             "## Quality vs NFE", "", _md_table(results_table(runs, metric)), ""]
+             "## Quality vs NFE", "", _md_table(results_table(runs, metric)), "",
+             *[f"- {n}" for n in _settings(runs)], ""]
     notes = unavailable_notes(runs)
     if notes:
         parts += ["Metrics not computed:", ""] + [f"- {n}" for n in notes] + [""]
@@ -221,6 +222,14 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
             rel = _relpath(png, out_dir)
             parts.append(f"![{run.name} {png.stem}]({rel})")
     return "\n".join(parts) + "\n"
+
+
+def _settings(runs: list[RunDir]) -> list[str]:
+    from evaluator.evaluate import settings_notes
+
+    rows = [r for run in runs for ev in run.metrics().get("eval", {}).values()
+            for r in ev.get("results", [])]
+    return settings_notes(rows)
 
 
 def _relpath(p: Path, base: Path) -> str:
@@ -247,6 +256,7 @@ figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:2
 <h1>Architecture search report</h1>
 <h2>Runs</h2>{_html_table(runs_table(runs))}
 <h2>Quality vs NFE</h2>{_html_table(results_table(runs, metric))}
+<ul>{"".join(f"<li>{html.escape(n)}</li>" for n in _settings(runs))}</ul>
 <ul>{notes}</ul>
 <h2>Charts</h2>{charts}
 <h2>Samples</h2>{grids}

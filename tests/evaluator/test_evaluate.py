@@ -57,7 +57,8 @@ def test_quick_plan_caps_steps_and_always_ends_with_the_ddpm_reference():
 def test_budget_caps_training_and_changes_the_hash():
     spec = mini(train={"steps": 5000, "batch_size": 256})
     q = apply_budget(spec, BUDGETS["quick"])
-    assert (q.train.steps, q.train.batch_size) == (200, 64)
+    quick = BUDGETS["quick"]
+    assert (q.train.steps, q.train.batch_size) == (quick.train_steps, quick.batch_size) == (600, 64)
     assert spec_hash(q) != spec_hash(spec)
     small = mini()
     assert apply_budget(small, BUDGETS["quick"]) is small  # already within the budget
