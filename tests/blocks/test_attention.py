@@ -10,34 +10,9 @@ import torch
 
 from blocks import attention
 from blocks.core import TensorSpec, build_block
+from tests.blocks.helpers import cspec, crandn, gradcheck_module
 
 EMB = TensorSpec("embed", (6,))
-
-
-def cspec(c: int, h: int, wh: int) -> TensorSpec:
-    return TensorSpec("complex", (c, h, wh))
-
-
-def crandn(*shape: int, dtype=torch.complex64, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, dtype=dtype, generator=g)
-
-
-def gradcheck_module(m: torch.nn.Module, *inputs: torch.Tensor, fast: bool = False) -> bool:
-    """gradcheck w.r.t. the inputs AND every parameter, in float64 / complex128.
-
-    ``fast`` checks random projections of the Jacobian instead of every entry (torch's
-    fast mode), for blocks with many parameters.
-    """
-    m = m.double()
-    names = [n for n, _ in m.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_() for p in m.parameters())
-
-    def f(*args):
-        return torch.func.functional_call(m, dict(zip(names, args[:len(names)])),
-                                          args[len(names):])
-
-    return torch.autograd.gradcheck(f, params + inputs, eps=1e-6, atol=1e-5, fast_mode=fast)
 
 
 def np_radius(h: int, w: int) -> np.ndarray:
