@@ -236,11 +236,36 @@ def check_domains(spec: Spec, order: list[str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- layer 5: shapes
-def meta_tensor(domain: str, shape: tuple[int, ...], batch: int):
+# Small specs infer shapes with real CPU tensors: the same shapes, but torch's meta kernels
+# are Python decompositions whose first use imports torch._dynamo and sympy (about 2 s),
+# which would double `archsearch validate`. Anything larger than these bounds, or anything
+# that could allocate much, takes the meta device and allocates nothing.
+FAST_MAX_IMAGE = 64
+FAST_MAX_WIDTH = 256       # largest integer parameter x largest integer in a list parameter
+FAST_MAX_NODES = 256
+
+
+def inference_device(spec: Spec, params: dict[str, BaseModel]) -> str:
+    """``"cpu"`` for specs small enough to run at batch 2 for real, else ``"meta"``."""
+    scalars, lists = [1], [1]
+    for p in params.values():
+        for v in p.model_dump().values():
+            if isinstance(v, int) and not isinstance(v, bool):
+                scalars.append(v)
+            elif isinstance(v, list):
+                lists += [x for x in v if isinstance(x, int) and not isinstance(x, bool)]
+    small = (spec.image.size <= FAST_MAX_IMAGE and len(spec.model.nodes) <= FAST_MAX_NODES
+             and max(scalars) * max(lists) <= FAST_MAX_WIDTH)
+    return "cpu" if small else "meta"
+
+
+def probe_tensor(domain: str, shape: tuple[int, ...], batch: int, device: str):
     import torch
 
     dtype = torch.complex64 if domain == "complex" else torch.float32
-    return torch.empty((batch, *shape), dtype=dtype, device="meta")
+    if device == "meta":
+        return torch.empty((batch, *shape), dtype=dtype, device="meta")
+    return torch.randn((batch, *shape), dtype=dtype, generator=torch.Generator().manual_seed(0))
 
 
 def _spec_of(domain: str, t) -> "Any":
@@ -251,7 +276,8 @@ def _spec_of(domain: str, t) -> "Any":
 
 def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
                  params: dict[str, BaseModel]) -> None:
-    """Infer every node's output on the meta device; then check the output and memory."""
+    """Infer every node's output (meta device, or CPU at batch 2 when small: see
+    :func:`inference_device`); then check the output shape and the memory budget."""
     import torch
 
     import blocks
@@ -266,6 +292,7 @@ def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
             act_bytes[0] += output.numel() * output.element_size()
 
     img = (spec.image.channels, spec.image.size, spec.image.size)
+    device = inference_device(spec, params)
     hook = torch.nn.modules.module.register_module_forward_hook(count)
     try:
         for nid in order:
@@ -276,12 +303,12 @@ def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
             ins = [values[s] for s in node.in_]
             try:
                 if node.block == "input":
-                    values[nid] = meta_tensor("real", img, SHAPE_BATCH)
+                    values[nid] = probe_tensor("real", img, SHAPE_BATCH, device)
                 elif node.block == "timestep":
-                    values[nid] = torch.empty((SHAPE_BATCH,), device="meta")
+                    values[nid] = torch.full((SHAPE_BATCH,), 500.0, device=device)
                 else:
                     in_specs = [_spec_of(domains[s], v) for s, v in zip(node.in_, ins)]
-                    with torch.device("meta"):
+                    with torch.device(device), torch.no_grad():
                         mod = entry.builder(params[nid], in_specs)
                         counts[nid] = sum(p.numel() for p in mod.parameters())
                         values[nid] = mod(*ins)

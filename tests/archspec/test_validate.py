@@ -198,3 +198,26 @@ def test_frequency_weighting_needs_fourier_loss():
     data = _spec(diffusion={"loss": {"domain": "pixel", "freq_weighting": "power_law"}})
     assert _errors(data) == ["diffusion.loss.freq_weighting: 'power_law' weights frequencies, "
                              "so it needs diffusion.loss.domain: fourier"]
+
+
+def test_cpu_fast_path_and_meta_path_agree(monkeypatch):
+    """Small specs infer shapes on the CPU; the meta path must give the same answer."""
+    import archspec.validate as v
+    from tests.conftest import SPECS
+
+    for name in ("tiny_unet_8_graph.yaml", "spectral_unet_8.yaml", "hybrid_unet_32.yaml"):
+        fast = load_spec(SPECS / name)
+        assert v.inference_device(fast, fast._params) == "cpu"
+        monkeypatch.setattr(v, "FAST_MAX_WIDTH", 0)
+        slow = load_spec(SPECS / name)
+        assert v.inference_device(slow, slow._params) == "meta"
+        monkeypatch.undo()
+        assert slow._shapes == fast._shapes and slow._param_counts == fast._param_counts
+
+
+def test_large_specs_take_the_meta_path():
+    import archspec.validate as v
+
+    data = _spec(image={"channels": 3, "size": 256})
+    spec = spec_from_dict(data)
+    assert v.inference_device(spec, spec._params) == "meta"
