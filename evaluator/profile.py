@@ -278,6 +278,8 @@ def profile_blocks(*, width: int = WIDTH, size: int = SIZE, batch: int = BATCH,
 def add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC",
                    help="spec files; several are timed side by side, ratios to the first")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a value in every spec, e.g. vars.width=48 (repeatable)")
     p.add_argument("--blocks", action="store_true",
                    help="time every block against a same-width real 3x3 conv")
     p.add_argument("--only", action="append", help="with --blocks: only these blocks")
@@ -319,7 +321,7 @@ def _profile_specs(args):
 
     models, images, results = {}, {}, []
     for path in args.specs:
-        spec = load_spec(path)
+        spec = load_spec(path, overrides=args.override)
         torch.manual_seed(0)
         models[spec.name] = build_model(spec)
         images[spec.name] = (spec.image.channels, spec.image.size, spec.image.size)
