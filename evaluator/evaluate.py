@@ -160,7 +160,11 @@ def quality_metrics(samples: Any, reference: Any, extractor: Any = None
     """
     ref_images = getattr(reference, "images", reference)
     results = []
-    results += _call_metric("fd_kd", samples, reference, extractor=extractor)
+    if isinstance(extractor, Exception):  # never fall back to an extractor fit on the test set
+        results.append({"metric": "fd_kd", "value": None, "status": "error",
+                        "reason": f"feature extractor unavailable: {extractor}"})
+    else:
+        results += _call_metric("fd_kd", samples, reference, extractor=extractor)
     results += _call_metric("fid_kid", samples, ref_images)
     results += _call_metric("lpips_diversity", samples)
     results += _call_metric("spectral", samples, ref_images)
@@ -168,14 +172,14 @@ def quality_metrics(samples: Any, reference: Any, extractor: Any = None
 
 
 def feature_extractor(dataset: str) -> Any:
-    """The in-project extractor for ``dataset`` (trained once on its training split, cached);
-    None when it cannot be made, in which case ``fd_kd`` reports the problem itself."""
+    """The in-project extractor for ``dataset`` (trained once on its training split, cached),
+    or the exception that prevented it, which FD/KD then report as their error."""
     try:
         from evaluator.datasets import load_dataset
         from evaluator.metrics.features import extractor_for
         return extractor_for(load_dataset(dataset, split="train"))
-    except Exception:  # noqa: BLE001 - the metric call records the error
-        return None
+    except Exception as e:  # noqa: BLE001 - recorded as the FD/KD result
+        return e
 
 
 def speed_stats(model: Any, spec: Any, device: Any) -> dict[str, Any]:
