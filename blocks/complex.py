@@ -13,7 +13,6 @@ Every parameter and buffer is *real* (``weight_real``/``weight_imag``, ...), so
 from __future__ import annotations
 
 import math
-import time
 from functools import partial
 from typing import Callable, Literal
 
@@ -23,10 +22,12 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from blocks.core import BlockParams, NoParams, TensorSpec, register_block
+from blocks.spectral_pool import SpectralDown, SpectralPoolParams, SpectralUp
 
 ConvMode = Literal["native", "gauss", "block"]
 # Fastest exact form measured on the shared 2-core CPU (fwd+bwd, C=32..64, 8x8 and 32x32,
-# batch 64): "block" won 3 of 4 cases and the total; numbers in complex_conv_modes_benchmark.
+# batch 64): "block" won 3 of 4 cases and the total; `archsearch profile --blocks` times
+# every mode side by side.
 DEFAULT_MODE: ConvMode = "block"
 _EPS = 1e-6  # magnitude floor: keeps z/|z| and its gradient finite at z = 0
 
@@ -93,12 +94,6 @@ class ResBlockParams(BlockParams):
     mode: ConvMode = DEFAULT_MODE
 
     _odd = field_validator("kernel_size")(ComplexConvParams._odd.__func__)
-
-
-class SpectralPoolParams(BlockParams):
-    preserve: Literal["amplitude", "energy"] = Field(
-        "amplitude", description="amplitude: pixel values survive (x1/2 per halving, ortho "
-        "FFT); energy: kept coefficients unchanged")
 
 
 # ----------------------------------------------------------------------------- init
@@ -221,45 +216,6 @@ class ComplexConvTranspose2d(ComplexConv2d):
         super().__init__(in_channels=in_channels, out_channels=out_channels,
                          kernel_size=kernel_size, bias=bias, mode=mode, transposed=True,
                          init=init)
-
-
-def complex_conv_modes_benchmark(channels: tuple[int, ...] = (32, 64),
-                                 sizes: tuple[int, ...] = (8, 32), batch: int = 64,
-                                 repeats: int = 5) -> list[dict]:
-    """Time forward+backward of ``complex_conv`` (3x3, C -> C) in each mode.
-
-    Returns rows ``{channels, size, mode, ms}`` (median over ``repeats`` after a warm-up,
-    modes interleaved), for ``profile --blocks``. Measured on the 2-core CPU (shared, so
-    noisy), torch 2.14, 2 threads, batch 64, complex input (C, s, s//2+1), ms fwd+bwd:
-
-    ====  =====  ======  =====  =====
-    C     s      native  gauss  block
-    ====  =====  ======  =====  =====
-    32    8      134     227    184
-    32    32     899     942    528
-    64    8      565     501    382
-    64    32     2828    2224   2072
-    ====  =====  ======  =====  =====
-
-    ``block`` won three of four cases and the total, hence the default (re-measure on a
-    GPU before trusting it there).
-    """
-    rows = []
-    for c in channels:
-        for s in sizes:
-            z = torch.randn(batch, c, s, s // 2 + 1, dtype=torch.complex64, requires_grad=True)
-            convs = {m: ComplexConv2d(in_channels=c, out_channels=c, mode=m)
-                     for m in ("native", "gauss", "block")}
-            times: dict[str, list[float]] = {m: [] for m in convs}
-            for i in range(repeats + 1):  # modes interleaved, so load drift hits all alike
-                for mode, conv in convs.items():
-                    t0 = time.perf_counter()
-                    conv(z).abs().sum().backward()
-                    if i:  # the first round is warm-up
-                        times[mode].append(time.perf_counter() - t0)
-            rows += [{"channels": c, "size": s, "mode": m, "ms": 1e3 * sorted(t)[len(t) // 2]}
-                     for m, t in times.items()]
-    return rows
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -463,80 +419,6 @@ class ComplexResBlock(nn.Module):
             h = self.add_shift(h, self.emb_proj(F.silu(emb)))  # emb: (B, D)
         h = self.conv2(self.dropout(self.act2(self.norm2(h))))
         return self.skip(x) + h
-
-
-# ----------------------------------------------------------------------------- spectral pooling
-def _flip_rows(x: Tensor) -> Tensor:
-    """Row index r -> -r (mod H) on dim -2."""
-    return torch.roll(torch.flip(x, [-2]), 1, -2)
-
-
-def spectral_down(x: Tensor, conj: Callable[[Tensor], Tensor], scale: float = 0.5) -> Tensor:
-    """rfft2 spectrum of an HxW image -> that of the band-limited (H/2)x(W/2) image.
-
-    Keeps rows ``0..H/4-1`` and ``-H/4..-1`` and columns ``0..W/4``. The new Nyquist row and
-    column each stand for two old frequencies (``+-H/4``, ``+-W/4``) that alias to one bin
-    when sampling at half rate, so they are *summed* (row ``+H/4`` is added to row ``-H/4``;
-    column ``W/4`` gets the implicit ``-W/4`` partner ``conj(X[-r, W/4])``). The result is
-    exactly the ortho rfft2 of ``lowpass(x)[::2, ::2]`` where ``lowpass`` keeps
-    ``|f_row| <= H/4, |f_col| <= W/4`` (as ``scipy.signal.resample`` does), and is a valid
-    Hermitian spectrum. ``scale`` = 1/2 keeps pixel amplitudes under the ortho FFT.
-    ``conj`` conjugates in the caller's layout (complex or dual), so the dual twin reuses it.
-    """
-    h, w2 = x.shape[-2], x.shape[-1]  # (.., H, W/2+1)
-    if h % 4 or (w2 - 1) % 2 or w2 < 3:
-        raise ValueError(f"spectral_down needs an rfft2 spectrum of an HxW image with H and W "
-                         f"divisible by 4, got (H, W//2+1) = ({h}, {w2})")
-    q, cq = h // 4, (w2 - 1) // 2  # H/4, W/4
-    rows = torch.cat([x[..., :q, :], x[..., h - q:h - q + 1, :] + x[..., q:q + 1, :],
-                      x[..., h - q + 1:, :]], -2)  # (.., H/2, W/2+1)
-    nyq = rows[..., cq:cq + 1] + conj(_flip_rows(rows[..., cq:cq + 1]))
-    return torch.cat([rows[..., :cq], nyq], -1) * scale  # (.., H/2, W/4+1)
-
-
-def spectral_up(x: Tensor, conj: Callable[[Tensor], Tensor], scale: float = 2.0) -> Tensor:
-    """rfft2 spectrum of an hxw image -> that of its band-limited 2hx2w interpolation.
-
-    Zero-pads rows (to ``2h``) and columns (to ``w+1``); the old Nyquist row and column are
-    split in half between ``+-h/2`` and ``+-w/2`` (the column's implicit partner gets its
-    half through Hermitian symmetry, so the column is first made Hermitian), which is the
-    right inverse of :func:`spectral_down`: ``down(up(Y)) == Y`` for every real image's Y,
-    and ``irfft2(up(Y))[::2, ::2] == irfft2(Y)`` (trigonometric interpolation).
-    """
-    h, w2 = x.shape[-2], x.shape[-1]
-    if h % 2 or w2 < 2:
-        raise ValueError(f"spectral_up needs an rfft2 spectrum of an hxw image with h, w even, "
-                         f"got (h, w//2+1) = ({h}, {w2})")
-    q, cq = h // 2, w2 - 1
-    nyq = 0.25 * (x[..., cq:] + conj(_flip_rows(x[..., cq:])))  # Hermitian part, halved
-    cols = torch.cat([x[..., :cq], nyq, torch.zeros_like(x[..., :cq])], -1)  # (.., h, 2w2-1)
-    half = 0.5 * cols[..., q:q + 1, :]
-    out = torch.cat([cols[..., :q, :], half, torch.zeros_like(cols[..., 1:, :]), half,
-                     cols[..., q + 1:, :]], -2)  # (.., 2h, 2w2-1)
-    return out * scale
-
-
-class SpectralDown(nn.Module):
-    """Spectral pooling (Rippel et al. 2015) on complex rfft2 spectra; see spectral_down."""
-
-    def __init__(self, *, preserve: str = "amplitude") -> None:
-        super().__init__()
-        self.scale = 0.5 if preserve == "amplitude" else 1.0
-
-    def conj(self, x: Tensor) -> Tensor:
-        return torch.conj(x)
-
-    def forward(self, z: Tensor) -> Tensor:
-        # (B, C, H, W//2+1) -> (B, C, H/2, W//4+1)
-        return spectral_down(z, self.conj, self.scale)
-
-
-class SpectralUp(SpectralDown):
-    """Spectral zero-padding upsampling, right inverse of SpectralDown; see spectral_up."""
-
-    def forward(self, z: Tensor) -> Tensor:
-        # (B, C, h, w//2+1) -> (B, C, 2h, w+1)
-        return spectral_up(z, self.conj, 1.0 / self.scale)
 
 
 # ----------------------------------------------------------------------------- registration

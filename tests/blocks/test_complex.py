@@ -119,12 +119,6 @@ def test_conv_param_validation():
         get_block("complex_conv").params(channels=4, padding=1)
 
 
-def test_benchmark_helper_reports_each_mode():
-    rows = bc.complex_conv_modes_benchmark(channels=(4,), sizes=(8,), batch=2, repeats=1)
-    assert {r["mode"] for r in rows} == set(MODES)
-    assert all(r["ms"] > 0 for r in rows)
-
-
 # ------------------------------------------------------------------ normalisation
 def cov2(z: torch.Tensor) -> torch.Tensor:
     """Per-channel 2x2 real/imag covariance, (C, 2, 2), via numpy."""

@@ -76,7 +76,7 @@ def test_heads_are_linear_or_affine(name, spec, bias):
 
 
 def test_spectral_head_output_is_exactly_invertible():
-    h, w = 8, 8
+    h = 8
     m = build_block("spectral_head", {"out_channels": 2, "bias": False},
                     [cspec(3, h, 5)]).double()
     z = crandn(2, 3, h, 5, dtype=torch.complex128)
