@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from blocks.core import BlockParams, NoParams, TensorSpec, register_block
+from blocks.core import BlockParams, NoParams, TensorSpec, odd_kernel, register_block
 from blocks.spectral_pool import SpectralDown, SpectralPoolParams, SpectralUp
 
 ConvMode = Literal["native", "gauss", "block"]
@@ -40,12 +40,7 @@ class ComplexConvParams(BlockParams):
     mode: ConvMode = Field(DEFAULT_MODE, description="native cfloat, 3-mult Gauss or block")
     init: Literal["he", "glorot"] = "he"
 
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd(cls, k: int) -> int:
-        if k % 2 == 0:
-            raise ValueError("kernel_size must be odd for 'same' padding")
-        return k
+    _odd = field_validator("kernel_size")(odd_kernel)
 
 
 class ComplexConvTransposeParams(ComplexConvParams):
@@ -93,7 +88,7 @@ class ResBlockParams(BlockParams):
     act: Literal["crelu", "modrelu", "zrelu", "cardioid"] = "crelu"
     mode: ConvMode = DEFAULT_MODE
 
-    _odd = field_validator("kernel_size")(ComplexConvParams._odd.__func__)
+    _odd = field_validator("kernel_size")(odd_kernel)
 
 
 # ----------------------------------------------------------------------------- init

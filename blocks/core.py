@@ -41,6 +41,13 @@ class BlockParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def odd_kernel(k: int) -> int:
+    """Validator for ``kernel_size`` fields: 'same' padding needs an odd kernel."""
+    if k % 2 == 0:
+        raise ValueError("kernel_size must be odd for 'same' padding")
+    return k
+
+
 class NoParams(BlockParams):
     """A block without parameters."""
 
@@ -151,5 +158,6 @@ def adapter_hint(src: str, dst: str) -> str:
 
 __all__ = [
     "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DOMAINS", "NoParams", "RegistryError",
-    "TensorSpec", "adapter_hint", "autocast_off", "build_block", "get_block", "register_block",
+    "TensorSpec", "adapter_hint", "autocast_off", "build_block", "get_block", "odd_kernel",
+    "register_block",
 ]

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from blocks.adapters import concat_domain
-from blocks.core import BlockParams, NoParams, TensorSpec, register_block
+from blocks.core import BlockParams, NoParams, TensorSpec, odd_kernel, register_block
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -170,12 +170,7 @@ class ConvParams(BlockParams):
     stride: int = Field(1, ge=1, le=2)
     bias: bool = True
 
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd(cls, k: int) -> int:
-        if k % 2 == 0:
-            raise ValueError("kernel_size must be odd for 'same' padding")
-        return k
+    _odd = field_validator("kernel_size")(odd_kernel)
 
 
 class GroupNormParams(BlockParams):
