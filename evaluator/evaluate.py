@@ -186,16 +186,14 @@ def speed_stats(model: Any, spec: Any, device: Any) -> dict[str, Any]:
     """Parameter count and forward FLOPs per sample (torch's FlopCounterMode, if it can)."""
     import torch
 
+    from evaluator.profile import count_flops
+
     n_params = sum(p.numel() for p in model.parameters())
-    flops = None
     try:
-        from torch.utils.flop_counter import FlopCounterMode
         c, s = spec.image.channels, spec.image.size
         x = torch.zeros(1, c, s, s, device=device)
         t = torch.zeros(1, dtype=torch.long, device=device)
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model(x, t)
-        flops = int(fc.get_total_flops())
+        flops = count_flops(model, x, t)
     except Exception:  # noqa: BLE001 - FLOPs are a nicety; complex ops may be uncountable
         flops = None
     return {"params": n_params, "flops_per_sample": flops,

@@ -31,11 +31,11 @@ def interleaved_median_ms(fns: dict[str, Callable[[], None]], repeats: int,
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _step_fns(model, x, t, *, train: bool):
+def _step_fns(model, x, t):
     """(forward, forward+backward, forward+backward+AdamW) closures for one batch."""
     import torch
 
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def fwd():
         with torch.no_grad():
@@ -119,7 +119,7 @@ def profile_model(name: str, model, image: tuple[int, int, int], *, batch_size: 
     x = torch.randn(batch_size, *image, device=device)
     t = torch.randint(0, 1000, (batch_size,), device=device)
     model = model.to(device).train()
-    fwd, fwd_bwd, step = _step_fns(model, x, t, train=True)
+    fwd, fwd_bwd, step = _step_fns(model, x, t)
     ms = interleaved_median_ms({"fwd": fwd, "fwd_bwd": fwd_bwd, "step": step}, repeats)
     mem, src = peak_memory_mb(model, x, t)
     return ModelProfile(name=name, params=sum(p.numel() for p in model.parameters()),
@@ -136,7 +136,7 @@ def compare_train_steps(models: dict[str, object], image, *, batch_size: int,
 
     x = torch.randn(batch_size, *image, device=device)
     t = torch.randint(0, 1000, (batch_size,), device=device)
-    fns = {k: _step_fns(m.to(device).train(), x, t, train=True)[2] for k, m in models.items()}
+    fns = {k: _step_fns(m.to(device).train(), x, t)[2] for k, m in models.items()}
     return interleaved_median_ms(fns, repeats)
 
 
