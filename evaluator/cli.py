@@ -104,13 +104,13 @@ def run_sample(args: argparse.Namespace) -> int:
     run = RunDir.open(args.run)
     if args.steps < 1 or args.n < 1:
         raise UserError(f"--steps and --n must be >= 1 (got {args.steps}, {args.n})")
+    from blocks.registry import RegistryError
     from evaluator.samplers import SAMPLERS
 
-    if args.sampler not in SAMPLERS:
-        from blocks.registry import suggest
-        raise UserError(f"unknown sampler {args.sampler!r}"
-                        f"{suggest(args.sampler, SAMPLERS.names())} "
-                        f"(available: {', '.join(SAMPLERS.names())})")
+    try:
+        SAMPLERS.get(args.sampler)
+    except RegistryError as e:
+        raise UserError(f"{e} (available: {', '.join(SAMPLERS.names())})") from None
     _check_device(args.device)
     from evaluator.diffusion import NoiseSchedule
     from evaluator.evaluate import save_grid
