@@ -11,17 +11,10 @@ import yaml
 from archspec.cli import main
 from evaluator import cli
 from evaluator.runs import RunDir
+from tests.evaluator.helpers import mini_spec
 
 REPO = Path(__file__).resolve().parents[2]
-MINI = {
-    "name": "mini", "image": {"channels": 1, "size": 8},
-    "model": {"nodes": {"x": {"block": "input"}, "t": {"block": "timestep"},
-                        "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
-                        "eps": {"block": "resblock", "in": ["x", "temb"], "channels": 1}},
-              "output": "eps"},
-    "diffusion": {"timesteps": 50},
-    "train": {"dataset": "digits", "steps": 30, "batch_size": 8, "checkpoint_every": 10},
-}
+MINI = mini_spec(train={"batch_size": 8})
 
 
 @pytest.fixture

@@ -15,18 +15,9 @@ from evaluator.evaluate import (
     sampler_plan,
 )
 from evaluator.runs import RunDir, read_json
+from tests.evaluator.helpers import mini_spec
 
-MINI = {
-    "name": "mini", "image": {"channels": 1, "size": 8},
-    "model": {"nodes": {"x": {"block": "input"}, "t": {"block": "timestep"},
-                        "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
-                        "eps": {"block": "resblock", "in": ["x", "temb"], "channels": 1}},
-              "output": "eps"},
-    "diffusion": {"timesteps": 50},
-    "train": {"dataset": "digits", "steps": 30, "batch_size": 16, "checkpoint_every": 10},
-    "evaluate": {"num_samples": 32, "seeds": [0, 1],
-                 "samplers": [{"name": "ddim", "steps": [5, 10]}]},
-}
+MINI = mini_spec()
 
 
 def mini(**over):

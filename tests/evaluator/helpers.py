@@ -1,0 +1,25 @@
+"""A tiny trainable spec shared by the evaluation tests (seconds to train and sample)."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+_MINI: dict[str, Any] = {
+    "name": "mini", "image": {"channels": 1, "size": 8},
+    "model": {"nodes": {"x": {"block": "input"}, "t": {"block": "timestep"},
+                        "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
+                        "eps": {"block": "resblock", "in": ["x", "temb"], "channels": 1}},
+              "output": "eps"},
+    "diffusion": {"timesteps": 50},
+    "train": {"dataset": "digits", "steps": 30, "batch_size": 16, "checkpoint_every": 10},
+    "evaluate": {"num_samples": 32, "seeds": [0, 1],
+                 "samplers": [{"name": "ddim", "steps": [5, 10]}]},
+}
+
+
+def mini_spec(**sections: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of the tiny spec, with whole sections merged in (``train={...}``)."""
+    data = copy.deepcopy(_MINI)
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return data
