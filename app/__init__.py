@@ -1,5 +1,4 @@
-"""Gradio app (spec editor, side-by-side sampling, results explorer).
-
-Not built yet: it has its own issue. The CLI commands it will call already exist
-(``validate``, ``show``, ``profile``, ``train``, ``sample``, ``evaluate``, ``report``).
+"""The surfaces people touch: the ``archsearch`` command line (:mod:`app.cli`) and the
+Gradio app. They call the core (``archspec``, ``evaluator``) and hold no logic of their
+own; the core never imports this package.
 """

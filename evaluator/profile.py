@@ -5,11 +5,9 @@ B, ...) in one run and reports medians and ratios, never absolute times from sep
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 WIDTH, SIZE, BATCH = 32, 16, 16     # --blocks: same-width comparison setting
@@ -272,101 +270,3 @@ def profile_blocks(*, width: int = WIDTH, size: int = SIZE, batch: int = BATCH,
                          "ratio_to_real_conv": round(ms["block"] / ms["ref"], 3),
                          "width": width, "grid": list(grid[1:]), "batch": batch})
     return rows
-
-
-# --------------------------------------------------------------------------- command
-def add_profile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="*", metavar="SPEC",
-                   help="spec files; several are timed side by side, ratios to the first")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a value in every spec, e.g. vars.width=48 (repeatable)")
-    p.add_argument("--blocks", action="store_true",
-                   help="time every block against a same-width real 3x3 conv")
-    p.add_argument("--only", action="append", help="with --blocks: only these blocks")
-    p.add_argument("--peer", choices=["diffusers"],
-                   help="also time diffusers' UNet2DModel with matched parameters")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--json", action="store_true", help="print JSON only")
-
-
-def run_profile(args: argparse.Namespace) -> int:
-    from archspec.errors import UserError
-
-    if args.batch_size < 1 or args.repeats < 1:
-        raise UserError("--batch-size and --repeats must be >= 1")
-    if args.blocks:
-        rows = profile_blocks(repeats=args.repeats, only=args.only)
-        print(json.dumps(rows, indent=2) if args.json else _blocks_table(rows))
-        return 0
-    if not args.specs:
-        raise UserError("give SPEC files to profile, or --blocks")
-    results, compare = _profile_specs(args)
-    if args.json:
-        out = [asdict(r) for r in results]
-        if len(out) == 1:
-            print(json.dumps(out[0], indent=2))
-        else:
-            print(json.dumps({"models": out, "train_step_ms": compare}, indent=2))
-        return 0
-    print(_models_table(results, compare))
-    return 0
-
-
-def _profile_specs(args):
-    import torch
-
-    from archspec import build_model, load_spec
-
-    models, images, results = {}, {}, []
-    for path in args.specs:
-        spec = load_spec(path, overrides=args.override)
-        torch.manual_seed(0)
-        models[spec.name] = build_model(spec)
-        images[spec.name] = (spec.image.channels, spec.image.size, spec.image.size)
-    first = next(iter(models))
-    if args.peer:
-        n = sum(p.numel() for p in models[first].parameters())
-        models["diffusers.UNet2DModel"], _cfg = diffusers_peer(images[first], n)
-        images["diffusers.UNet2DModel"] = images[first]
-    for name, m in models.items():
-        results.append(profile_model(name, m, images[name], batch_size=args.batch_size,
-                                     repeats=args.repeats, device=args.device))
-    compare = {}
-    same = {k: m for k, m in models.items() if images[k] == images[first]}
-    if len(same) > 1:
-        compare = compare_train_steps(same, images[first], batch_size=args.batch_size,
-                                      repeats=args.repeats, device=args.device)
-    return results, compare
-
-
-def _models_table(results: list[ModelProfile], compare: dict[str, float]) -> str:
-    head = (f"{'model':<28}{'params':>11}{'MFLOPs':>10}{'fwd ms':>9}{'fwd+bwd ms':>12}"
-            f"{'step ms':>9}{'peak MB':>9}")
-    lines = [head, "-" * len(head)]
-    for r in results:
-        lines.append(f"{r.name:<28}{r.params:>11,}{r.flops / 1e6:>10.1f}{r.fwd_ms:>9.1f}"
-                     f"{r.fwd_bwd_ms:>12.1f}{r.train_step_ms:>9.1f}{r.peak_mem_mb:>9.1f}")
-    r0 = results[0]
-    lines.append(f"batch {r0.batch_size}, image {r0.image}, {r0.device}, {r0.threads} threads, "
-                 f"median of {r0.repeats}; memory: {r0.peak_mem_source}")
-    if compare:
-        base = next(iter(compare.values()))
-        lines.append("\ntrain step (fwd+bwd+AdamW), interleaved in one run:")
-        for k, v in compare.items():
-            lines.append(f"  {k:<28}{v:>9.1f} ms  {v / base:>5.2f}x")
-    return "\n".join(lines)
-
-
-def _blocks_table(rows: list[dict]) -> str:
-    lines = [f"{'block':<36}{'fwd+bwd ms':>11}{'conv ms':>9}{'ratio':>7}", "-" * 63]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"{r['block']:<36}  skipped: {r['error']}")
-        else:
-            lines.append(f"{r['block']:<36}{r['fwd_bwd_ms']:>11.2f}{r['real_conv_ms']:>9.2f}"
-                         f"{r['ratio_to_real_conv']:>7.2f}")
-    lines.append(f"width {WIDTH}, grid of the block's input, batch {BATCH}; ratio = median "
-                 "block time / median same-width real 3x3 conv time, interleaved")
-    return "\n".join(lines)

@@ -146,6 +146,9 @@ class SampleResult:
             calls (includes the scheduler's own work).
         trajectory: with ``return_trajectory``, x0-hat after each model call, each
             (n, C, H, W) on the CPU (before clipping by the scheduler).
+        xt_trajectory: with ``return_trajectory``, the sample x_t the model saw at each
+            call (before the scheduler's input scaling), each (n, C, H, W) on the CPU;
+            ``len(xt_trajectory) == len(trajectory) == nfe``.
     """
 
     images: "torch.Tensor"
@@ -153,6 +156,7 @@ class SampleResult:
     settings: dict[str, Any]
     ms_per_nfe: float
     trajectory: list["torch.Tensor"] | None = field(default=None)
+    xt_trajectory: list["torch.Tensor"] | None = field(default=None)
 
 
 def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> "torch.Tensor":
@@ -209,7 +213,7 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
                 if entry.extra["stochastic"] else None)
     was_training = model.training
     model.eval()
-    images, trajectory, nfe_counts, elapsed = [], [], [], 0.0
+    images, trajectory, xts, nfe_counts, elapsed = [], [], [], [], 0.0
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
@@ -217,36 +221,43 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
                 sched.set_timesteps(steps, device=device)
                 x = noise[start:start + batch_size].to(device) * sched.init_noise_sigma
                 t0 = time.perf_counter()
-                x, calls, traj = _run_batch(model, sched, x, schedule, prediction, step_gen,
-                                            return_trajectory, progress)
+                x, calls, traj, xt = _run_batch(model, sched, x, schedule, prediction,
+                                                step_gen, return_trajectory, progress)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 elapsed += time.perf_counter() - t0
                 images.append(x.float().clamp(-1, 1).cpu())
                 nfe_counts.append(calls)
                 trajectory.append(traj)
+                xts.append(xt)
     finally:
         model.train(was_training)
-    steps_traj = None
+    steps_traj = xt_traj = None
     if return_trajectory:
         steps_traj = [torch.cat([b[i] for b in trajectory]) for i in range(nfe_counts[0])]
+        xt_traj = [torch.cat([b[i] for b in xts]) for i in range(nfe_counts[0])]
     return SampleResult(
         images=torch.cat(images), nfe=nfe_counts[0],
         settings=_settings(sampler, sched, steps, clip, seed, prediction, batch_size),
-        ms_per_nfe=1000.0 * elapsed / max(1, sum(nfe_counts)), trajectory=steps_traj)
+        ms_per_nfe=1000.0 * elapsed / max(1, sum(nfe_counts)), trajectory=steps_traj,
+        xt_trajectory=xt_traj)
 
 
 def _run_batch(model: "nn.Module", sched: Any, x: "torch.Tensor", schedule: "NoiseSchedule",
                prediction: str, step_gen: "torch.Generator | None", keep: bool,
-               progress: bool) -> tuple["torch.Tensor", int, list]:
-    """The plain diffusers loop over ``sched.timesteps``; returns (x, model calls, x0-hats)."""
+               progress: bool) -> tuple["torch.Tensor", int, list, list]:
+    """The plain diffusers loop over ``sched.timesteps``.
+
+    Returns (x, model calls, x0-hat per call, x_t per call); the lists are empty unless
+    ``keep``.
+    """
     step_kwargs = {"generator": step_gen} if step_gen is not None else {}
     timesteps = sched.timesteps
     if progress:
         from tqdm.auto import tqdm
 
         timesteps = tqdm(timesteps, desc="sampling", leave=False)
-    calls, traj = 0, []
+    calls, traj, xts = 0, [], []
     for t in timesteps:
         inp = sched.scale_model_input(x, t)                       # VP-scaled x_t, (B, C, H, W)
         tb = t.reshape(1).expand(x.shape[0]).to(x.device)          # (B,)
@@ -254,5 +265,6 @@ def _run_batch(model: "nn.Module", sched: Any, x: "torch.Tensor", schedule: "Noi
         calls += 1
         if keep:
             traj.append(schedule.to_x0_eps(inp, tb, out, prediction)[0].float().cpu())
+            xts.append(x.float().cpu())
         x = sched.step(out, t, x, **step_kwargs).prev_sample
-    return x, calls, traj
+    return x, calls, traj, xts

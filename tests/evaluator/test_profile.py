@@ -6,7 +6,7 @@ import json
 import torch
 
 from archspec import build_model, spec_from_dict
-from archspec.cli import main
+from app.cli import main
 from archspec.loading import parse_text
 from evaluator.profile import count_flops, interleaved_median_ms, peak_memory_mb, profile_blocks
 from tests.conftest import MINIMAL, SPECS

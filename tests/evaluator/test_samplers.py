@@ -113,6 +113,7 @@ def test_nfe_counts_model_calls(schedule, name, steps, expected):
                  batch_size=4, return_trajectory=True)
     assert res.nfe == expected and model.calls == 2 * expected      # two batches
     assert len(res.trajectory) == expected and res.trajectory[0].shape == (6, *SHAPE)
+    assert len(res.xt_trajectory) == expected and res.xt_trajectory[0].shape == (6, *SHAPE)
     assert res.ms_per_nfe > 0
 
 
@@ -234,6 +235,10 @@ def test_settings_trajectory_and_train_mode(schedule):
     assert "trained_betas" not in st["scheduler_config"] and st["trained_betas_sha256"]
     # DDIM's last step lands on abar = 1, so the output is the clipped last x0-hat.
     torch.testing.assert_close(res.images, res.trajectory[-1].clamp(-1, 1))
+    # The first x_t the model sees is the shared initial noise (DDIM's init sigma is 1),
+    # and every later one differs from it.
+    assert torch.equal(res.xt_trajectory[0], initial_noise(3, SHAPE, 9))
+    assert not torch.equal(res.xt_trajectory[1], res.xt_trajectory[0])
 
 
 def test_golden_values(schedule):

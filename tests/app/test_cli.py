@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from archspec.cli import main
+from app.cli import main
 from tests.conftest import MINIMAL, ROOT, SPECS
 
 
@@ -29,7 +29,7 @@ def test_validate_bad_prints_one_line_per_problem(write_spec, capsys):
 def test_validate_bad_input_exit_2_without_traceback(tmp_path, content):
     p = tmp_path / "x.yaml"
     p.write_bytes(content)
-    r = subprocess.run([sys.executable, "-m", "archspec.cli", "validate", str(p)],
+    r = subprocess.run([sys.executable, "-m", "app.cli", "validate", str(p)],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
@@ -66,7 +66,7 @@ def test_schema_validates_examples_and_rejects_typos(capsys):
 
 
 def test_usage_error_exit_2():
-    r = subprocess.run([sys.executable, "-m", "archspec.cli", "validate"],
+    r = subprocess.run([sys.executable, "-m", "app.cli", "validate"],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and "usage:" in r.stderr
 
@@ -75,7 +75,7 @@ HEAVY = ["torch", "gradio", "lpips", "torch_fidelity", "diffusers", "pydantic", 
 
 
 def _imported_after(argv: list[str]) -> set[str]:
-    code = ("import sys\nfrom archspec.cli import main\n"
+    code = ("import sys\nfrom app.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             f"print('IMPORTED:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,

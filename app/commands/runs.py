@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from archspec.commands import add_overrides
+from app.commands.spec import add_overrides
 
 DEVICES = ("auto", "cpu", "cuda")
 CLIPS = ("none", "clip", "dynamic")
@@ -167,10 +167,3 @@ def run_report(args: argparse.Namespace) -> int:
     print(page)
     return 0
 
-
-COMMANDS = {
-    "train": (add_train_args, run_train),
-    "sample": (add_sample_args, run_sample),
-    "evaluate": (add_evaluate_args, run_evaluate),
-    "report": (add_report_args, run_report),
-}

@@ -11,23 +11,23 @@ import sys
 from typing import Callable
 
 # name -> (module, add_arguments function, run function, one-line help)
-_COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "validate": ("archspec.commands", "add_validate", "run_validate",
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "validate": ("app.commands.spec", "add_validate", "run_validate",
                  "check spec files; one line per problem, exit 2 if any is invalid"),
-    "schema": ("archspec.commands", "add_schema", "run_schema",
+    "schema": ("app.commands.spec", "add_schema", "run_schema",
                "print the spec JSON Schema (for editors)"),
-    "show": ("archspec.commands", "add_show", "run_show",
+    "show": ("app.commands.spec", "add_show", "run_show",
              "print the resolved spec and a table of nodes, shapes and parameters"),
-    "blocks": ("archspec.commands", "add_blocks", "run_blocks",
+    "blocks": ("app.commands.spec", "add_blocks", "run_blocks",
                "list registered blocks with their parameters and domains"),
-    "profile": ("evaluator.profile", "add_profile", "run_profile",
+    "profile": ("app.commands.profile", "add_profile", "run_profile",
                 "parameters, FLOPs, step time and memory of a spec, or per-block ratios"),
-    "train": ("evaluator.cli", "add_train_args", "run_train", "train a spec's model"),
-    "sample": ("evaluator.cli", "add_sample_args", "run_sample",
+    "train": ("app.commands.runs", "add_train_args", "run_train", "train a spec's model"),
+    "sample": ("app.commands.runs", "add_sample_args", "run_sample",
                "sample from a trained run with a chosen sampler"),
-    "evaluate": ("evaluator.cli", "add_evaluate_args", "run_evaluate",
+    "evaluate": ("app.commands.runs", "add_evaluate_args", "run_evaluate",
                  "train and evaluate specs; print a comparison table"),
-    "report": ("evaluator.cli", "add_report_args", "run_report",
+    "report": ("app.commands.runs", "add_report_args", "run_report",
                "write Markdown + HTML reports for a results folder"),
 }
 
@@ -43,7 +43,7 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
         prog="archsearch",
         description="Declarative architecture search for spatial and spectral diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, add, _run, help_) in _COMMANDS.items():
+    for name, (module, add, _run, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == command:  # only the chosen command's module is imported
             _load(module, add)(p)
@@ -53,14 +53,14 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    command = command if command in _COMMANDS else None
+    command = command if command in COMMANDS else None
     args = _parser(command).parse_args(argv)
     if args.command is None:
         _parser(None).print_help()
         return 2
     from archspec.errors import UserError
 
-    module, _add, run, _help = _COMMANDS[args.command]
+    module, _add, run, _help = COMMANDS[args.command]
     try:
         return int(_load(module, run)(args) or 0)
     except UserError as e:
