@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING
 from archspec.errors import Problem, SpecError, UserError
 
 if TYPE_CHECKING:
-    from archspec.spec import Spec
+    from archspec.spec import Spec, ValidatedSpec
 
 __all__ = [
-    "Problem", "SPEC_VERSION", "Spec", "SpecError", "UserError", "arch_hash", "build_model",
-    "canonical", "ensure_validated", "json_schema", "load_spec", "registry_version",
-    "spec_from_dict", "spec_hash",
+    "Problem", "SPEC_VERSION", "Spec", "SpecError", "UserError", "ValidatedSpec", "arch_hash",
+    "build_model", "canonical", "ensure_validated", "json_schema", "load_spec",
+    "registry_version", "spec_from_dict", "spec_hash", "validated",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # pydantic is imported on first use, so `archsearch --help` stays instant
-    if name in ("Spec", "SPEC_VERSION"):
+    if name in ("Spec", "SPEC_VERSION", "ValidatedSpec"):
         from archspec import spec
 
         return getattr(spec, name)
@@ -39,42 +39,55 @@ def __getattr__(name: str) -> Any:
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
-    """Read, upgrade, override, resolve and fully validate the spec at ``path``."""
+    """Read, upgrade, override, resolve and fully validate the spec at ``path``.
+
+    Raises:
+        SpecError: every problem found, each located (``PATH: location: message``).
+    """
     from archspec.loading import read_document
 
     data = read_document(path)
     try:
-        spec = spec_from_dict(data, overrides)
+        spec = spec_from_dict(data, overrides, source=str(path))
     except SpecError as e:
         raise SpecError(e.problems, str(path)) from None
-    spec._source = str(path)
     return spec
 
 
-def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> Spec:
-    """Validate plain data (as parsed from YAML/JSON) into a checked :class:`Spec`."""
-    from archspec.loading import apply_overrides, resolve_vars, upgrade
-    from archspec.validate import check_schema
+def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None, *,
+                   source: str | None = None) -> Spec:
+    """Validate plain data (as parsed from YAML/JSON) into a checked :class:`Spec`.
 
-    data = upgrade(json.loads(json.dumps(data)))  # deep copy; also rejects non-JSON values
+    ``source`` names where the data came from (kept in ``spec.validated.source``).
+    """
+    import dataclasses
+
+    from archspec.loading import apply_overrides, plain, resolve_vars, upgrade
+    from archspec.validate import validate
+
+    data = upgrade(plain(data))  # deep copy; rejects non-JSON values with their location
     data = apply_overrides(data, list(overrides or []))
-    spec = check_schema(resolve_vars(data))
-    ensure_validated(spec)
+    spec = validate(resolve_vars(data))
+    spec._validated = dataclasses.replace(spec._validated, source=source)
     return spec
 
 
 def ensure_validated(spec: Spec) -> Spec:
-    """Run the block, graph, domain and shape layers once (results cached on ``spec``)."""
-    if spec._order:
-        return spec
-    from archspec.validate import check_blocks, check_domains, check_graph, check_shapes
+    """Run the block, graph, domain and shape layers once (``spec.validated`` caches them).
 
-    params = check_blocks(spec)
-    order = check_graph(spec)
-    domains = check_domains(spec, order)
-    check_shapes(spec, order, domains, params)
-    spec._params, spec._domains, spec._order = params, domains, order
+    Specs from :func:`load_spec` and :func:`spec_from_dict` are validated already; this
+    serves specs built directly with ``Spec.model_validate``.
+    """
+    if spec._validated is None:
+        from archspec.validate import ensure_layers
+
+        ensure_layers(spec)
     return spec
+
+
+def validated(spec: Spec) -> ValidatedSpec:
+    """The :class:`ValidatedSpec` of ``spec`` (order, shapes, params, domains, source)."""
+    return ensure_validated(spec)._validated
 
 
 def build_model(spec: Spec):
@@ -86,10 +99,10 @@ def build_model(spec: Spec):
 
 def canonical(spec: Spec) -> dict[str, Any]:
     """The fully resolved spec: vars substituted, every default filled (JSON types)."""
-    ensure_validated(spec)
+    params = validated(spec).params
     data = spec.model_dump(mode="json", by_alias=True)
     for nid, node in spec.model.nodes.items():
-        p = spec._params[nid].model_dump(mode="json")
+        p = params[nid].model_dump(mode="json")
         data["model"]["nodes"][nid] = {"block": node.block, "in": list(node.in_), **p}
     return json.loads(json.dumps(data))  # plain JSON types; key order as declared
 

@@ -55,11 +55,11 @@ def build_model(spec: Spec) -> GraphModel:
     import blocks
     from archspec import ensure_validated
 
-    ensure_validated(spec)
-    nodes, shapes, params = spec.model.nodes, spec._shapes, spec._params
+    v = ensure_validated(spec).validated
+    nodes, shapes, params, order = spec.model.nodes, v.shapes, v.params, list(v.order)
     mods, fams = {}, {}
     input_id, time_id = None, None
-    for nid in spec._order:
+    for nid in order:  # build order: topological, ties by node id (equal hash, equal weights)
         node = nodes[nid]
         entry = blocks.get(node.block)
         fams[nid] = entry.family
@@ -69,7 +69,7 @@ def build_model(spec: Spec) -> GraphModel:
             time_id = nid
         else:
             mods[nid] = entry.builder(params[nid], [shapes[s] for s in node.in_])
-    return GraphModel(order=spec._order, node_modules=mods,
-                      node_inputs={n: list(nodes[n].in_) for n in spec._order},
+    return GraphModel(order=order, node_modules=mods,
+                      node_inputs={n: list(nodes[n].in_) for n in order},
                       node_families=fams, input_id=input_id, time_id=time_id,
                       output_id=spec.model.output)

@@ -46,7 +46,9 @@ def read_text(path: str | Path) -> str:
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that counts aliases, so a 'billion laughs' document is refused early."""
+    """SafeLoader that counts aliases, so a 'billion laughs' document is refused early,
+    and reads every mapping key as the text written (``on:`` is the key ``"on"``, not
+    True: spec keys are names, as in JSON)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -59,24 +61,129 @@ class _SafeLoader(yaml.SafeLoader):
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML signature
+        self.flatten_mapping(node)
+        return {k.value: self.construct_object(v, deep=deep) for k, v in node.value}
+
+
+# YAML 1.1 reads 1e-3 (no dot) as text; YAML 1.2 and JSON read it as a number, and so
+# does every user. With strict types the difference would be an error, not a coercion.
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+# Tags a spec may hold: the JSON types. Anything else (dates, !!binary, !!set, !!omap...)
+# is refused with its line rather than turned into a Python object JSON cannot hold.
+_TAGS = {f"tag:yaml.org,2002:{t}": t for t in
+         ("str", "int", "float", "bool", "null", "seq", "map")}
+MAX_INT_DIGITS = 30         # no spec value needs more; int("9" * 5000) would raise
+
+
+def _mark(node) -> str:  # noqa: ANN001
+    return f"line {node.start_mark.line + 1}"
+
+
+def _yaml_problems(root) -> list[Problem]:  # noqa: ANN001 - a yaml.Node
+    """Duplicate keys, non-JSON tags, non-text keys and huge integers, each located.
+
+    Iterative, and each (aliased) node is visited once, so it is linear in the document.
+    """
+    problems: list[Problem] = []
+    stack, seen = [(root, "")], set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        kind = _TAGS.get(node.tag)
+        where = f"{path}: " if path else ""
+        if kind is None and node.tag != "tag:yaml.org,2002:merge":
+            what = node.tag.replace("tag:yaml.org,2002:", "!")
+            problems.append(Problem(path, f"{_mark(node)}: YAML type !{short_id(what, 24)} is "
+                                    "not a spec value (only text, numbers, true/false, null, "
+                                    "lists and mappings); quote it to make it text"))
+            continue
+        if kind == "int" and len(node.value.lstrip("+-")) > MAX_INT_DIGITS:
+            problems.append(Problem(path, f"{_mark(node)}: integer with {len(node.value)} "
+                                    f"digits is out of range"))
+        elif kind == "seq":
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node.value))
+        elif kind == "map":
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    problems.append(Problem(path, f"{_mark(k)}: keys must be plain text"))
+                    continue
+                if k.tag == "tag:yaml.org,2002:merge":
+                    stack.append((v, path))
+                    continue
+                sub = f"{path}.{short_id(k.value)}" if path else short_id(k.value)
+                if k.value in first:
+                    problems.append(Problem(sub, f"{_mark(k)}: duplicate key {short(k.value)}"
+                                            f" (first at line {first[k.value]})"))
+                else:
+                    first[k.value] = k.start_mark.line + 1
+                stack.append((v, sub))
+    return problems
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"duplicate key {short(k)} in the object with keys "
+                                f"{', '.join(short(x) for x in list(out)[:5])}")
+        out[k] = v
+    return out
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _DuplicateKey(f"integer with {len(text)} digits is out of range")
+    return int(text)
+
+
+def short(text: Any, limit: int = 40) -> str:
+    """``repr(text)`` cut to ``limit`` characters, so a 10,000-character id is not echoed."""
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 4] + "...'"
+
+
+def short_id(text: str, limit: int = 40) -> str:
+    """A key as it appears in a dotted path, cut to ``limit`` characters."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 def parse_text(text: str, fmt: str) -> Any:
     """Parse YAML (``fmt='yaml'``) or JSON text into plain Python data."""
     try:
         if fmt == "json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
         else:
             loader = _SafeLoader(text)
             try:
-                data = loader.get_single_data()
+                node = loader.get_single_node()
+                problems = _yaml_problems(node) if node is not None else []
+                if problems:
+                    raise SpecError(problems)
+                data = loader.construct_document(node) if node is not None else None
             finally:
                 loader.dispose()
     except RecursionError:
         raise SpecError(f"nesting too deep (limit {MAX_DEPTH} levels)") from None
     except json.JSONDecodeError as e:
         raise SpecError(f"line {e.lineno} column {e.colno}: invalid JSON: {e.msg}") from None
+    except _DuplicateKey as e:
+        raise SpecError(f"invalid JSON: {e}") from None
     except yaml.YAMLError as e:
         raise SpecError(_yaml_message(e)) from None
+    except ValueError as e:  # a YAML scalar its constructor cannot read (e.g. 1:2:99999...)
+        raise SpecError(f"invalid YAML value: {short(str(e), 80)}") from None
     _check_size(data)
     return data
 
@@ -117,19 +224,75 @@ def read_document(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# --------------------------------------------------------------------------- plain data
+def plain(data: Any) -> dict[str, Any]:
+    """A deep copy of ``data`` holding JSON types only (str keys; str, int, float, bool,
+    None, list, dict values); anything else is a located :class:`SpecError`.
+
+    Used for data that did not come through :func:`parse_text` (``spec_from_dict``).
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"top level must be a mapping, got {type(data).__name__}")
+    _check_size(data)
+    problems: list[Problem] = []
+    out = _plain(data, "", problems)
+    if problems:
+        raise SpecError(problems[:20])
+    return out
+
+
+def _plain(obj: Any, loc: str, problems: list[Problem]) -> Any:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                problems.append(Problem(loc, f"keys must be text, got {short(k)}"))
+                continue
+            out[k] = _plain(v, f"{loc}.{short_id(k)}" if loc else short_id(k), problems)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{loc}[{i}]", problems) for i, v in enumerate(obj)]
+    if isinstance(obj, int) and not isinstance(obj, bool) and \
+            obj.bit_length() > MAX_INT_DIGITS * 3.33:
+        problems.append(Problem(loc, "integer out of range"))
+        return 0
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    problems.append(Problem(loc, f"{type(obj).__name__} is not a spec value (only text, "
+                            "numbers, true/false, null, lists and mappings)"))
+    return None
+
+
 # --------------------------------------------------------------------------- upgrades
 def _v0_to_v1(d: dict[str, Any]) -> dict[str, Any]:
     """v0 (pre-release) kept nodes under ``graph`` and named inputs ``inputs``."""
     d = dict(d)
-    graph = d.pop("graph", {}) or {}
+    if "model" in d:
+        raise SpecError([Problem("model", "a version-0 spec keeps its nodes under 'graph'; "
+                                 "this looks like a version-1 body: set spec_version: 1")])
+    graph = d.pop("graph", None)
+    if graph is None:
+        graph = {}
+    if not isinstance(graph, dict):
+        raise SpecError([Problem("graph", f"version 0: expected a mapping with 'nodes' and "
+                                 f"'output', got {_kind(graph)}")])
+    raw = graph.get("nodes") or {}
+    if not isinstance(raw, dict):
+        raise SpecError([Problem("graph.nodes", f"version 0: expected a mapping of node id "
+                                 f"-> node, got {_kind(raw)}")])
     nodes = {}
-    for nid, node in (graph.get("nodes") or {}).items():
+    for nid, node in raw.items():
         node = dict(node) if isinstance(node, dict) else node
         if isinstance(node, dict) and "inputs" in node:
             node["in"] = node.pop("inputs")
         nodes[nid] = node
     d["model"] = {"nodes": nodes, "output": graph.get("output")}
     return d
+
+
+def _kind(v: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false",
+            type(None): "nothing"}.get(type(v), "a number")
 
 
 # spec_version N -> N+1. Each function takes and returns plain data.
@@ -140,7 +303,9 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Apply the upgrade chain from the document's ``spec_version`` to the current one."""
     version = data.get("spec_version", SPEC_VERSION)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise SpecError([Problem("spec_version", f"expected an integer, got {version!r}")])
+        raise SpecError([Problem("spec_version", f"must be an integer, got {short(version)}")])
+    if version < 0:
+        raise SpecError([Problem("spec_version", f"must be >= 0, got {version}")])
     if version > SPEC_VERSION:
         raise SpecError([Problem("spec_version", f"version {version} is newer than this "
                                  f"toolkit's {SPEC_VERSION}; upgrade spectral-archsearch")])
@@ -183,6 +348,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 break
             node = nxt
         else:
+            if keys[0] == "vars" and len(keys) == 2 and keys[1] not in node:
+                from blocks.registry import suggest
+
+                problems.append(Problem(f"vars.{short_id(keys[1])}", f"override {short(text)}: "
+                                        f"no such variable{suggest(keys[1], list(node))}; "
+                                        f"defined: {', '.join(sorted(node)) or 'none'}"))
+                continue
             node[keys[-1]] = value
     if problems:
         raise SpecError(problems)
@@ -200,10 +372,17 @@ def resolve_vars(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(variables, dict):
         return data  # the schema layer reports it
     problems: list[Problem] = []
+    for name, value in variables.items():
+        if "${" in json.dumps(value):
+            problems.append(Problem(f"vars.{short_id(name)}", "a variable cannot reference "
+                                    "another variable (${vars...}); write its value"))
+    if problems:
+        raise SpecError(problems)
 
     def sub(obj: Any, loc: str) -> Any:
         if isinstance(obj, dict):
-            return {k: sub(v, f"{loc}.{k}" if loc else str(k)) for k, v in obj.items()}
+            return {k: sub(v, f"{loc}.{short_id(k)}" if loc else short_id(k))
+                    for k, v in obj.items()}
         if isinstance(obj, list):
             return [sub(v, f"{loc}[{i}]") for i, v in enumerate(obj)]
         if not isinstance(obj, str) or "${" not in obj:
@@ -211,8 +390,9 @@ def resolve_vars(data: dict[str, Any]) -> dict[str, Any]:
         names = _VAR.findall(obj)
         missing = [n for n in names if n not in variables]
         if missing or not names:
-            what = f"unknown variable {missing[0]!r}" if missing else "bad reference"
-            problems.append(Problem(loc, f"{what} in {obj!r}; defined: "
+            what = f"unknown variable {short(missing[0])}" if missing else \
+                "bad reference (write ${vars.NAME})"
+            problems.append(Problem(loc, f"{what} in {short(obj)}; defined: "
                                     f"{', '.join(sorted(variables)) or 'none'}"))
             return obj
         full = _VAR.fullmatch(obj)

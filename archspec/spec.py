@@ -5,15 +5,22 @@ node and are validated by the block's own parameter model in :mod:`archspec.vali
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from blocks.core import FiniteFloat
+
 SPEC_VERSION = 1
+MAX_NODES = 4096        # a U-Net is ~100 nodes; the bound keeps validation time bounded
+MAX_ID = 64             # node id length; ids name modules and appear in every message
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "32" and true are not 32 and 1; floats must be finite (FiniteFloat below
+    # says so per field as well, for the JSON Schema and for readers)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ImageSpec(Strict):
@@ -26,7 +33,7 @@ class ImageSpec(Strict):
 class NodeSpec(BaseModel):
     """One node: a registered block, the nodes it reads, and the block's parameters."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
     block: str = Field(description="registered block name (see `archsearch blocks`)")
     in_: list[str] = Field(default_factory=list, alias="in",
@@ -39,7 +46,8 @@ class NodeSpec(BaseModel):
 
 
 class ModelSpec(Strict):
-    nodes: dict[str, NodeSpec] = Field(min_length=1, description="node id -> node")
+    nodes: dict[str, NodeSpec] = Field(min_length=1, max_length=MAX_NODES,
+                                       description="node id -> node")
     output: str = Field(description="id of the node whose value the model returns")
 
 
@@ -48,11 +56,11 @@ class LossSpec(Strict):
 
     domain: Literal["pixel", "fourier"] = "pixel"
     time_weighting: Literal["uniform", "min_snr", "p2"] = "uniform"
-    min_snr_gamma: float = Field(5.0, gt=0)
-    p2_gamma: float = Field(1.0, ge=0)
-    p2_k: float = Field(1.0, gt=0)
+    min_snr_gamma: FiniteFloat = Field(5.0, gt=0)
+    p2_gamma: FiniteFloat = Field(1.0, ge=0)
+    p2_k: FiniteFloat = Field(1.0, gt=0)
     freq_weighting: Literal["uniform", "power_law", "snr"] = "uniform"
-    power_law_alpha: float = Field(1.0, ge=0, le=8)
+    power_law_alpha: FiniteFloat = Field(1.0, ge=0, le=8)
 
 
 class DiffusionSpec(Strict):
@@ -63,20 +71,25 @@ class DiffusionSpec(Strict):
 
 
 class TrainSpec(Strict):
-    dataset: str = "digits"
+    dataset: str = Field("digits", description="registered dataset (digits, synthetic8, "
+                         "patches32, cifar10, folder)")
+    data_root: str | None = Field(None, description="data folder for datasets that read "
+                                  "files (folder, cifar10); checked by validate")
     steps: int = Field(2000, ge=1, le=10_000_000)
     batch_size: int = Field(128, ge=1, le=65_536)
-    lr: float = Field(2.0e-4, gt=0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0)
-    ema: float = Field(0.999, ge=0, lt=1)
-    grad_clip: float | None = Field(1.0, gt=0)
-    seed: int = Field(0, ge=0)
-    checkpoint_every: int = Field(500, ge=1)
+    lr: FiniteFloat = Field(2.0e-4, gt=0, le=1.0)
+    weight_decay: FiniteFloat = Field(0.0, ge=0)
+    ema: FiniteFloat = Field(0.999, ge=0, lt=1)
+    grad_clip: FiniteFloat | None = Field(1.0, gt=0)
+    seed: int = Field(0, ge=0, lt=2**63)
+    checkpoint_every: int = Field(500, ge=1, le=10_000_000)
 
 
 class SamplerSpec(Strict):
     name: str = Field(description="registered sampler (ddpm, ddim, dpmsolver++, ...)")
-    steps: list[int] = Field(min_length=1, description="numbers of sampling steps")
+    steps: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, max_length=64, description="numbers of sampling steps, each in "
+        "1..diffusion.timesteps")
 
 
 def _default_samplers() -> list[SamplerSpec]:
@@ -86,7 +99,8 @@ def _default_samplers() -> list[SamplerSpec]:
 
 class EvaluateSpec(Strict):
     num_samples: int = Field(1000, ge=1, le=1_000_000)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=1024)
     clip: Literal["none", "clip", "dynamic"] = Field(
         "dynamic", description="x0 clipping policy, identical for every sampler compared")
     samplers: list[SamplerSpec] = Field(default_factory=_default_samplers)
@@ -96,7 +110,9 @@ class Spec(Strict):
     """A whole pipeline: architecture, diffusion, training and evaluation."""
 
     spec_version: int = Field(SPEC_VERSION, description="spec format version")
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
+                      description="run folder name: letters, digits, '_', '.', '-'; "
+                      "not starting with '.' or '-'")
     description: str = ""
     image: ImageSpec
     vars: dict[str, Any] = Field(default_factory=dict,
@@ -106,10 +122,39 @@ class Spec(Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
 
-    # Filled by validation: per-node output TensorSpec, parameter counts, source path.
-    _shapes: dict = PrivateAttr(default_factory=dict)
-    _param_counts: dict = PrivateAttr(default_factory=dict)
-    _params: dict = PrivateAttr(default_factory=dict)
-    _domains: dict = PrivateAttr(default_factory=dict)
-    _order: list = PrivateAttr(default_factory=list)
-    _source: str | None = PrivateAttr(default=None)
+    # Filled by validation (archspec.ensure_validated); read it through `validated`.
+    _validated: Any = PrivateAttr(default=None)
+
+    @property
+    def validated(self) -> "ValidatedSpec":
+        """What validation found: build order, shapes, parameters, domains, source."""
+        from archspec import ensure_validated
+
+        return ensure_validated(self)._validated
+
+
+@dataclass(frozen=True)
+class ValidatedSpec:
+    """The facts validation established about a spec, for assembly, ``show``, ``profile``
+    and the evaluator (``spec.validated``; all node-keyed dicts follow ``order``).
+
+    Attributes:
+        order: node ids in build order: topological, ties broken by node id, so that two
+            specs with equal hashes build their modules in the same order (same weights).
+        params: node id -> the block's validated parameter model.
+        domains: node id -> output domain (``real``, ``complex``, ``dual``, ...).
+        shapes: node id -> ``blocks.TensorSpec`` of its output (per sample, no batch).
+        param_counts: node id -> trainable parameters (0 for io nodes).
+        source: the file the spec was read from, or None.
+    """
+
+    order: tuple[str, ...]
+    params: dict[str, Any]
+    domains: dict[str, str]
+    shapes: dict[str, Any]
+    param_counts: dict[str, int]
+    source: str | None = None
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.param_counts.values())

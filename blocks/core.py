@@ -15,9 +15,9 @@ Domains (what flows along an edge):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict
 
 from blocks.registry import Registry, RegistryError
 
@@ -35,10 +35,20 @@ ADAPTERS: dict[tuple[str, str], str] = {
 }
 
 
-class BlockParams(BaseModel):
-    """Base for block parameter models: extra keys are an error, models are frozen."""
+# The one float type of specs and block parameters: a real number that is finite (NaN and
+# inf would only surface later as a NaN model output), given as a number (not "1.5", not
+# true). Integers are accepted, they are numbers.
+FiniteFloat = Annotated[float, Strict(), AllowInfNan(False)]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class BlockParams(BaseModel):
+    """Base for block parameter models: extra keys are an error, models are frozen.
+
+    Types are strict (``"32"`` and ``true`` are not 32 and 1) and floats must be finite,
+    for every field of every subclass, so a block file declares plain ``int``/``float``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def odd_kernel(k: int) -> int:
@@ -157,7 +167,7 @@ def adapter_hint(src: str, dst: str) -> str:
 
 
 __all__ = [
-    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DOMAINS", "NoParams", "RegistryError",
+    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DOMAINS", "FiniteFloat", "NoParams", "RegistryError",
     "TensorSpec", "adapter_hint", "autocast_off", "build_block", "get_block", "odd_kernel",
     "register_block",
 ]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from archspec.errors import UserError
-from blocks.registry import Entry, Registry
+from archspec.errors import Problem, UserError
+from blocks.registry import Entry, Registry, RegistryError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -116,6 +116,61 @@ def load_dataset(name: str, *, split: str = "train", root: str | None = None,
     key = tuple(sorted(options.items()))
     return _load_cached(name, split, None if root is None else str(root), bool(download),
                         int(seed), key, entry.factory)
+
+
+def spec_dataset(spec: Any, split: str = "train") -> ImageData:
+    """The dataset a spec trains on, read as :func:`dataset_problems` checked it: the
+    spec's ``train.data_root`` and, for ``folder``, images resized to ``image.size``."""
+    name, root = spec.train.dataset, spec.train.data_root
+    options = {"size": spec.image.size} if name == "folder" else {}
+    return load_dataset(name, split=split, root=root, **options)
+
+
+def dataset_problems(spec: Any) -> list[Problem]:
+    """The spec's dataset: a known name, images of the spec's shape, files present.
+
+    Called by validation (through :mod:`evaluator.checks`), so ``train`` never meets a
+    dataset that does not fit.
+    """
+    name, root = spec.train.dataset, spec.train.data_root
+    try:
+        entry = DATASETS.get(name)
+    except RegistryError as e:
+        return [Problem("train.dataset", f"{e}; known: {', '.join(DATASETS.names())}")]
+    img = (spec.image.channels, spec.image.size, spec.image.size)
+    want = entry.extra["image_shape"]
+    out = []
+    if name == "folder":
+        want = (3, spec.image.size, spec.image.size)  # RGB, resized to image.size
+    if want is not None and tuple(want) != img:
+        out.append(Problem("image", f"dataset {name!r} has images of {_shape(want)}, the spec "
+                           f"says {_shape(img)}; set image: {{channels: {want[0]}, size: "
+                           f"{want[1]}}} or choose another train.dataset"))
+    if root is not None and not entry.extra["needs_root"] and name != "cifar10":
+        out.append(Problem("train.data_root", f"dataset {name!r} reads no files; remove "
+                           "train.data_root"))
+    elif name == "cifar10":
+        folder = cifar10_root(root) / "cifar-10-batches-py"
+        missing = [f for f in CIFAR_FILES if not (folder / f).is_file()]
+        if missing:
+            out.append(Problem("train.data_root" if root else "train.dataset",
+                               f"cifar10 files not found in {folder} (missing: "
+                               f"{', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}); "
+                               "set train.data_root or ARCHSEARCH_CIFAR10"))
+    elif entry.extra["needs_root"]:
+        if not root:
+            out.append(Problem("train.data_root", f"dataset {name!r} needs train.data_root: "
+                               "a folder of images"))
+        elif not Path(root).expanduser().is_dir():
+            out.append(Problem("train.data_root", f"{root}: no such folder"))
+        elif not any(True for _ in _iter_images(Path(root).expanduser())):
+            out.append(Problem("train.data_root", f"no images ({', '.join(IMAGE_SUFFIXES)}) "
+                               f"under {root}"))
+    return out
+
+
+def _shape(s: tuple) -> str:
+    return f"{s[0]} channel{'s' if s[0] != 1 else ''}, {s[1]}x{s[2]} px"
 
 
 @functools.lru_cache(maxsize=16)
@@ -375,6 +430,10 @@ def _cifar10(split: str, root: str | None, download: bool, seed: int) -> ImageDa
 # --------------------------------------------------------------------------- folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _iter_images(folder: Path):
+    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -81,9 +81,7 @@ def apply_budget(spec: Any, budget: Budget) -> Any:
         return spec
     from archspec import canonical, spec_from_dict
 
-    new = spec_from_dict(canonical(spec), overrides)
-    new._source = spec._source
-    return new
+    return spec_from_dict(canonical(spec), overrides, source=spec.validated.source)
 
 
 def sampler_plan(spec: Any, budget: Budget) -> list[tuple[str, int]]:
@@ -116,7 +114,7 @@ def check_samplers(spec: Any, budget: Budget) -> None:
     if bad:
         from blocks.registry import suggest
         raise UserError([f"evaluate.samplers: unknown sampler {b!r}"
-                         f"{suggest(b, SAMPLERS.names())}" for b in bad], spec._source)
+                         f"{suggest(b, SAMPLERS.names())}" for b in bad], spec.validated.source)
 
 
 # ---- statistics -----------------------------------------------------------------------------

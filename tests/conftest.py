@@ -40,3 +40,16 @@ def write_spec(tmp_path):
         return p
 
     return write
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A folder holding two small RGB images: data_root for the ``folder`` dataset, which
+    fits any ``image.size`` with 3 channels (images are resized)."""
+    from PIL import Image
+
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in range(2):
+        Image.new("RGB", (12, 10), (40 * i, 90, 200)).save(root / f"im{i}.png")
+    return root

@@ -30,7 +30,7 @@ def run_validate(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             continue
         if not args.quiet:
-            print(f"{path}: ok ({spec.name}, {sum(spec._param_counts.values()):,} parameters, "
+            print(f"{path}: ok ({spec.name}, {spec.validated.total_params:,} parameters, "
                   f"hash {spec_hash(spec)})")
     return 2 if bad else 0
 
@@ -65,7 +65,7 @@ def run_show(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(data, sort_keys=False, default_flow_style=None).rstrip())
     print()
     print(node_table(spec))
-    total = sum(spec._param_counts.values())
+    total = spec.validated.total_params
     print(f"\nparameters: {total:,}   spec hash: {spec_hash(spec)}   "
           f"arch hash: {arch_hash(spec)}   registry: {registry_version()}")
     return 0
@@ -73,12 +73,13 @@ def run_show(args: argparse.Namespace) -> int:
 
 def node_table(spec) -> str:
     """Fixed-width table: node, block, domain, output shape, parameters."""
+    v = spec.validated
     rows = [("node", "block", "domain", "shape", "params")]
-    for nid in spec._order:
+    for nid in v.order:
         node = spec.model.nodes[nid]
-        ts = spec._shapes[nid]
+        ts = v.shapes[nid]
         rows.append((nid, node.block, ts.domain, "x".join(map(str, ts.shape)) or "-",
-                     f"{spec._param_counts.get(nid, 0):,}"))
+                     f"{v.param_counts.get(nid, 0):,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w)
                        for i, (c, w) in enumerate(zip(r, widths))) for r in rows]

@@ -36,7 +36,7 @@ def test_examples_build_with_inferred_parameter_counts():
         spec = load_spec(path)
         model = build_model(spec)
         real = sum(p.numel() for p in model.parameters())
-        assert real == sum(spec._param_counts.values()), path.name
+        assert real == spec.validated.total_params, path.name
 
 
 def test_scalar_timestep_broadcasts():

@@ -55,7 +55,7 @@ def test_canonical_round_trips():
 def test_overrides_by_dotted_path():
     spec = load_spec(SPECS / "tiny_unet_8_graph.yaml",
                      overrides=["model.nodes.e1.channels=48", "train.lr=1e-3"])
-    assert spec._shapes["e1"].shape == (48, 8, 8)
+    assert spec.validated.shapes["e1"].shape == (48, 8, 8)
     assert spec.train.lr == 1e-3
 
 
