@@ -1,7 +1,9 @@
 """Domain adapters: orthonormal FFTs between pixel space and spectra, and complex <-> dual.
 
 Every FFT here uses ``norm="ortho"``, so the transforms are unitary: energy is preserved
-(Parseval) and plain MSE means the same thing in pixel and Fourier space. FFTs always run
+(Parseval). For the full ``fft2`` spectrum plain MSE is the pixel MSE; on the ``rfft2`` half
+spectrum it is not (equal pixel energy gives 1.0 at DC but 0.5 at an interior frequency):
+only the multiplicity-weighted sum (:func:`blocks.fourier.rfft_multiplicity`) equals it. FFTs always run
 in float32 / complex64 with autocast disabled, because half-precision FFTs lose several
 digits and cuFFT only supports power-of-two sizes in half precision.
 
@@ -24,6 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from blocks.core import BlockParams, TensorSpec, autocast_off, register_block
+from blocks.fourier import from_dual, to_dual
 
 FEATURE_DOMAINS = ("real", "complex", "dual")
 
@@ -35,24 +38,6 @@ def _hw(size: Size) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def to_dual(z: torch.Tensor) -> torch.Tensor:
-    """Stack real and imaginary parts on channels: (B, C, ...) complex -> (B, 2C, ...) real."""
-    if not z.is_complex():
-        raise ValueError(f"to_dual expects a complex tensor, got dtype {z.dtype}")
-    return torch.cat([z.real, z.imag], dim=1)
-
-
-def from_dual(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`to_dual`: (B, 2C, ...) real -> (B, C, ...) complex."""
-    if x.is_complex():
-        raise ValueError(f"from_dual expects a real (dual) tensor, got dtype {x.dtype}")
-    if x.shape[1] % 2:
-        raise ValueError(f"dual tensor needs an even channel count, got {x.shape[1]}")
-    c = x.shape[1] // 2
-    x = x.float()  # torch.complex has no bf16/fp16 form
-    return torch.complex(x[:, :c], x[:, c:])
 
 
 def concat_domain(domain: str, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -119,17 +104,19 @@ class IRFFT2(nn.Module):
     """Orthonormal inverse of :class:`RFFT2`.
 
     Args:
-        width: output width W. The half spectrum has W//2+1 columns whatever the parity
-            of W, so an odd W must be given explicitly; ``None`` means 2*(W'-1).
+        width: output width W, required: the half spectrum has W//2+1 columns whatever the
+            parity of W (8 and 9 both give 5), so guessing would silently lose a column.
     """
 
-    def __init__(self, *, width: int | None = None) -> None:
+    def __init__(self, *, width: int) -> None:
         super().__init__()
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"IRFFT2 needs the output width W as a positive int, got {width!r}")
         self.width = width
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h, wp = z.shape[-2], z.shape[-1]
-        w = 2 * (wp - 1) if self.width is None else self.width
+        w = self.width
         if w // 2 + 1 != wp:
             raise ValueError(f"irfft2: a half spectrum with {wp} columns cannot give width {w}")
         with autocast_off(z):
@@ -226,7 +213,7 @@ def _irfft2(p: IRFFT2Params, inputs: list[TensorSpec]) -> nn.Module:
     if p.size is not None and p.size // 2 + 1 != wp:
         raise ValueError(f"irfft2: size {p.size} needs {p.size // 2 + 1} spectrum columns, "
                          f"the input has {wp}")
-    return IRFFT2(width=p.size)
+    return IRFFT2(width=2 * (wp - 1) if p.size is None else p.size)  # None: the even W
 
 
 @register_block("fft2", takes=("real",), gives="complex", family="adapter")

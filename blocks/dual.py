@@ -19,16 +19,6 @@ from blocks.complex import (_EPS, CReLU, Cardioid, ComplexBatchNorm2d, ComplexCo
                             register_family)
 
 
-def to_dual(z: Tensor) -> Tensor:
-    """(B, C, H, W') complex -> (B, 2C, H, W') real, re parts first."""
-    return torch.cat([z.real, z.imag], 1)
-
-
-def from_dual(x: Tensor) -> Tensor:
-    """(B, 2C, H, W') real -> (B, C, H, W') complex."""
-    return torch.complex(*x.chunk(2, 1))
-
-
 def _both(t: Tensor) -> Tensor:
     """A per-complex-entry factor (B, C, ...) applied to re and im halves: (B, 2C, ...)."""
     return torch.cat([t, t], 1)

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 
 from archspec.spec import DiffusionSpec, LossSpec
+from blocks import fourier
 
 PREDICTIONS = ("epsilon", "x0", "v")
 
@@ -28,24 +29,16 @@ PREDICTIONS = ("epsilon", "x0", "v")
 # --------------------------------------------------------------------------- frequency grid
 
 def rfft_multiplicity(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) float32: how many full-spectrum bins each rfft2 bin stands for (1 or 2)."""
-    m = torch.full((h, w // 2 + 1), 2.0)
-    m[:, 0] = 1.0
-    if w % 2 == 0:
-        m[:, -1] = 1.0
-    return m
+    """(H, W//2+1) float32 multiplicity (1 or 2); see :func:`blocks.fourier.rfft_multiplicity`."""
+    return fourier.rfft_multiplicity(h, w, dtype=torch.float32)
 
 
 def radial_frequency(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) float32: |k| in cycles per image on the rfft2 grid (DC = 0)."""
-    fy = torch.fft.fftfreq(h, d=1.0 / h)
-    fx = torch.fft.rfftfreq(w, d=1.0 / w)
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2).float()
+    """(H, W//2+1) float32: |k| in cycles per image (``min(H, W)`` times cycles per pixel)."""
+    return (fourier.frequency_radius(h, w) * min(h, w)).float()
 
 
-def radial_bins(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) int64 radial band of each rfft2 bin: ``round(|k|)`` (0 = DC)."""
-    return torch.round(radial_frequency(h, w)).long()
+radial_bins = fourier.radial_bins
 
 
 def radial_profile(x: torch.Tensor) -> torch.Tensor:
@@ -69,10 +62,9 @@ def radial_profile(x: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
-def power_spectrum(images: torch.Tensor) -> torch.Tensor:
-    """Mean |rfft2_ortho(x)|^2 over batch and channels: (H, W//2+1) float64."""
-    spec = torch.fft.rfft2(images.double(), norm="ortho")                  # (N, C, H, W') c128
-    return spec.abs().pow(2).mean(dim=(0, 1))
+def mean_power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """Mean |rfft2_ortho(x)|^2 over batch and channels: (N, C, H, W) -> (H, W//2+1) float64."""
+    return fourier.power_spectrum(images).mean(dim=(0, 1))
 
 
 # --------------------------------------------------------------------------- schedules
@@ -222,7 +214,7 @@ class FrequencySNR:
     @classmethod
     def from_data(cls, images: torch.Tensor, schedule: NoiseSchedule) -> "FrequencySNR":
         """S_k from (N, C, H, W) images in [-1, 1]."""
-        return cls(power_spectrum(images), schedule)
+        return cls(mean_power_spectrum(images), schedule)
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W//2+1) float32: SNR_k(t) per sample and frequency."""

@@ -10,6 +10,7 @@ from torch.autograd import gradcheck
 import blocks.complex as bc
 import blocks.dual as bd
 from blocks.core import TensorSpec, build_block, get_block
+from blocks.fourier import from_dual, to_dual
 
 MODES = ("native", "gauss", "block")
 
@@ -69,19 +70,19 @@ def test_twin_computes_same_function_and_gradients(case, train):
     cm.train(train), dm.train(train)
     g = torch.Generator().manual_seed(5)
     z = torch.randn(3, C, 8, 5, dtype=torch.complex64, generator=g).requires_grad_()
-    x = bd.to_dual(z.detach()).requires_grad_()
+    x = to_dual(z.detach()).requires_grad_()
     extra = [torch.randn(3, 7, generator=g)] if embed else []
     torch.manual_seed(9)
     cout = cm(z, *extra)
     torch.manual_seed(9)
     dout = dm(x, *extra)
     assert dout.dtype == torch.float32 and dout.shape[1] == 2 * cout.shape[1]
-    torch.testing.assert_close(dout, bd.to_dual(cout), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dout, to_dual(cout), rtol=1e-5, atol=1e-5)
     # same loss on both sides -> same gradients for the input and every parameter
     w = torch.randn(dout.shape, generator=g)
-    (bd.to_dual(cout) * w).sum().backward()
+    (to_dual(cout) * w).sum().backward()
     (dout * w).sum().backward()
-    torch.testing.assert_close(x.grad, bd.to_dual(z.grad), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x.grad, to_dual(z.grad), rtol=1e-4, atol=1e-4)
     for (n, pc), (_, pd) in zip(cm.named_parameters(), dm.named_parameters()):
         torch.testing.assert_close(pd.grad, pc.grad, rtol=1e-4, atol=1e-4, msg=n)
     for (n, bc_), (_, bd_) in zip(cm.named_buffers(), dm.named_buffers()):
@@ -93,9 +94,9 @@ def test_magnitude_activations_agree_and_stay_finite_at_zero(key):
     cm, dm = twins(key, {}, False)
     z = torch.zeros(1, C, 8, 5, dtype=torch.complex64)
     z[0, 0, 0, 0] = 1 + 2j
-    x = bd.to_dual(z).requires_grad_()
+    x = to_dual(z).requires_grad_()
     out = dm(x)
-    torch.testing.assert_close(out, bd.to_dual(cm(z)))
+    torch.testing.assert_close(out, to_dual(cm(z)))
     (out.square().sum() + out.sum()).backward()
     assert torch.isfinite(x.grad).all()
 
@@ -132,13 +133,13 @@ def test_dual_block_conv_is_one_real_conv_over_stacked_channels():
 
 def test_dual_down_up_in_real_space():
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    X = bd.to_dual(torch.fft.rfft2(x, norm="ortho"))
+    X = to_dual(torch.fft.rfft2(x, norm="ortho"))
     down, up = bd.DualDown(), bd.DualUp()
-    small = torch.fft.irfft2(bd.from_dual(down(X)), s=(4, 4), norm="ortho")
+    small = torch.fft.irfft2(from_dual(down(X)), s=(4, 4), norm="ortho")
     rs = scipy.signal.resample
     np.testing.assert_allclose(small.numpy(), rs(rs(x.numpy(), 4, axis=-2), 4, axis=-1),
                                atol=1e-12)
-    big = torch.fft.irfft2(bd.from_dual(up(X)), s=(16, 16), norm="ortho")
+    big = torch.fft.irfft2(from_dual(up(X)), s=(16, 16), norm="ortho")
     torch.testing.assert_close(big[..., ::2, ::2], x)
     torch.testing.assert_close(down(up(X)), X)
 
