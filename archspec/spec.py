@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from archspec.choices import CLIP_POLICIES, PREDICTIONS
+
 SPEC_VERSION = 1
 
 
@@ -58,7 +60,7 @@ class LossSpec(Strict):
 class DiffusionSpec(Strict):
     schedule: Literal["linear", "cosine"] = "cosine"
     timesteps: int = Field(1000, ge=2, le=100_000)
-    prediction: Literal["epsilon", "x0", "v"] = "epsilon"
+    prediction: Literal[PREDICTIONS] = "epsilon"
     loss: LossSpec = Field(default_factory=LossSpec)
 
 
@@ -87,7 +89,7 @@ def _default_samplers() -> list[SamplerSpec]:
 class EvaluateSpec(Strict):
     num_samples: int = Field(1000, ge=1, le=1_000_000)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    clip: Literal["none", "clip", "dynamic"] = Field(
+    clip: Literal[CLIP_POLICIES] = Field(
         "dynamic", description="x0 clipping policy, identical for every sampler compared")
     samplers: list[SamplerSpec] = Field(default_factory=_default_samplers)
 

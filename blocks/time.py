@@ -24,6 +24,9 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     Returns:
         (B, dim) float32.
     """
+    # Our own copy, tested equal to diffusers' get_timestep_embedding (tests/blocks/
+    # test_time.py) because importing diffusers.models pulls in its whole model stack,
+    # which the blocks layer (and so `archsearch validate`) must not pay for at start-up.
     half = dim // 2
     # Built in forward (not a buffer) so it stays correct on any device, meta included.
     k = torch.arange(half, device=t.device, dtype=torch.float32)

@@ -15,15 +15,14 @@ sum so that Parseval holds exactly and uniform Fourier MSE equals pixel MSE.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 
+from archspec.choices import PREDICTIONS
 from archspec.spec import DiffusionSpec, LossSpec
 from blocks import fourier
 
-PREDICTIONS = ("epsilon", "x0", "v")
 
 
 # --------------------------------------------------------------------------- frequency grid
@@ -69,27 +68,28 @@ def mean_power_spectrum(images: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- schedules
 
-def _linear_betas(timesteps: int) -> torch.Tensor:
-    # Ho et al. 2020 (1e-4..0.02 at T=1000), scaled by 1000/T as in Nichol & Dhariwal 2021
-    # so that shorter chains reach the same final noise level; capped like diffusers.
+def _betas(kind: str, timesteps: int) -> torch.Tensor:
+    """(T,) float32 betas from diffusers' own schedule code, so sampling agrees bit for bit.
+
+    ``linear``: Ho et al. 2020 (1e-4..0.02 at T=1000), scaled by 1000/T as in Nichol &
+    Dhariwal 2021 so that shorter chains reach the same final noise level, capped at 0.999.
+    ``cosine``: Nichol & Dhariwal 2021, diffusers' ``squaredcos_cap_v2``.
+    """
+    from diffusers import DDPMScheduler
+
+    if kind == "cosine":
+        return DDPMScheduler(num_train_timesteps=timesteps,
+                             beta_schedule="squaredcos_cap_v2").betas
     scale = 1000.0 / timesteps
-    betas = torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+    betas = DDPMScheduler(num_train_timesteps=timesteps, beta_schedule="linear",
+                          beta_start=scale * 1e-4, beta_end=scale * 0.02).betas
     return betas.clamp(max=0.999)
-
-
-def _cosine_betas(timesteps: int, s: float = 0.008) -> torch.Tensor:
-    # Nichol & Dhariwal 2021; identical to diffusers' "squaredcos_cap_v2".
-    def abar(u: float) -> float:
-        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-
-    return torch.tensor([min(1 - abar((i + 1) / timesteps) / abar(i / timesteps), 0.999)
-                         for i in range(timesteps)], dtype=torch.float64)
 
 
 class NoiseSchedule:
     """A discrete variance-preserving noise schedule.
 
-    Betas are rounded to float32 (the precision diffusers schedulers store them in) so
+    Betas come from diffusers in float32 (the precision its schedulers store them in) so
     that the sampler's schedule is bit-identical; cumulative products are float64.
 
     Args:
@@ -105,8 +105,7 @@ class NoiseSchedule:
             raise ValueError(f"timesteps must be >= 2, got {timesteps}")
         self.kind = kind
         self.timesteps = int(timesteps)
-        raw = _linear_betas(timesteps) if kind == "linear" else _cosine_betas(timesteps)
-        self.betas = raw.float().double()                                   # (T,) float64
+        self.betas = _betas(kind, timesteps).float().double()               # (T,) float64
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)         # (T,) float64
 
     @classmethod
