@@ -198,14 +198,16 @@ def _check_feature(name: str, spec: TensorSpec) -> None:
         raise ValueError(f"{name} expects a (C, H, W) feature map, got shape {spec.shape}")
 
 
-@register_block("rfft2", takes=("real",), gives="complex", family="adapter")
+@register_block("rfft2", takes=("real",), gives="complex", family="adapter",
+                example=({}, [TensorSpec("real", (3, 8, 8))]))
 def _rfft2(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal real FFT: real (C,H,W) -> complex half spectrum (C,H,W//2+1)."""
     _check_feature("rfft2", inputs[0])
     return RFFT2()
 
 
-@register_block("irfft2", params=IRFFT2Params, takes=("complex",), gives="real", family="adapter")
+@register_block("irfft2", params=IRFFT2Params, takes=("complex",), gives="real", family="adapter",
+                example=({"size": 8}, [TensorSpec("complex", (3, 8, 5))]))
 def _irfft2(p: IRFFT2Params, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal inverse real FFT: complex (C,H,W//2+1) -> real (C,H,W)."""
     _check_feature("irfft2", inputs[0])
@@ -216,27 +218,31 @@ def _irfft2(p: IRFFT2Params, inputs: list[TensorSpec]) -> nn.Module:
     return IRFFT2(width=2 * (wp - 1) if p.size is None else p.size)  # None: the even W
 
 
-@register_block("fft2", takes=("real",), gives="complex", family="adapter")
+@register_block("fft2", takes=("real",), gives="complex", family="adapter",
+                example=({}, [TensorSpec("real", (3, 8, 8))]))
 def _fft2(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal full FFT: real (C,H,W) -> complex full spectrum (C,H,W)."""
     _check_feature("fft2", inputs[0])
     return FFT2()
 
 
-@register_block("ifft2", takes=("complex",), gives="real", family="adapter")
+@register_block("ifft2", takes=("complex",), gives="real", family="adapter",
+                example=({}, [TensorSpec("complex", (3, 8, 8))]))
 def _ifft2(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal inverse full FFT, real part: complex (C,H,W) -> real (C,H,W)."""
     _check_feature("ifft2", inputs[0])
     return IFFT2()
 
 
-@register_block("to_dual", takes=("complex",), gives="dual", family="adapter")
+@register_block("to_dual", takes=("complex",), gives="dual", family="adapter",
+                example=({}, [TensorSpec("complex", (3, 8, 5))]))
 def _to_dual(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """complex (C,H,W') -> dual (2C,H,W'): real parts, then imaginary parts."""
     return ToDual()
 
 
-@register_block("from_dual", takes=("dual",), gives="complex", family="adapter")
+@register_block("from_dual", takes=("dual",), gives="complex", family="adapter",
+                example=({}, [TensorSpec("dual", (6, 8, 5))]))
 def _from_dual(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """dual (2C,H,W') -> complex (C,H,W')."""
     if inputs and inputs[0].shape and inputs[0].shape[0] % 2:
@@ -244,16 +250,8 @@ def _from_dual(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     return FromDual()
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "rfft2": ({}, [TensorSpec("real", (3, 8, 8))]),
-    "irfft2": ({"size": 8}, [TensorSpec("complex", (3, 8, 5))]),
-    "fft2": ({}, [TensorSpec("real", (3, 8, 8))]),
-    "ifft2": ({}, [TensorSpec("complex", (3, 8, 8))]),
-    "to_dual": ({}, [TensorSpec("complex", (3, 8, 5))]),
-    "from_dual": ({}, [TensorSpec("dual", (6, 8, 5))]),
-}
 
 __all__ = [
-    "EXAMPLES", "FFT2", "FromDual", "IFFT2", "IRFFT2", "RFFT2", "ToDual", "concat_domain",
+    "FFT2", "FromDual", "IFFT2", "IRFFT2", "RFFT2", "ToDual", "concat_domain",
     "convert", "domain_channels", "from_dual", "spec_for", "to_dual",
 ]

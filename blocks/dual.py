@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from blocks.complex import (_EPS, CReLU, Cardioid, ComplexBatchNorm2d, ComplexConv2d,
                             ComplexConvTranspose2d, ComplexDropout, ComplexGroupNorm, ComplexLinear, ComplexResBlock,
-                            ModReLU, SpectralDown, SpectralUp, ZReLU, block_weight, examples,
-                            register_family)
+                            ModReLU, SpectralDown, SpectralUp, ZReLU, block_weight, register_family)
+from blocks.complex import DUAL_NAMES
+from blocks.complex import NAMES as COMPLEX_NAMES
 
 
 def _both(t: Tensor) -> Tensor:
@@ -153,6 +154,5 @@ CLASSES: dict[str, type] = {
     "batch_norm": DualBatchNorm2d, "group_norm": DualGroupNorm, "modrelu": DualModReLU,
     "crelu": DualCReLU, "zrelu": DualZReLU, "cardioid": DualCardioid, "dropout": DualDropout,
     "resblock": DualResBlock, "down": DualDown, "up": DualUp}
-NAMES: dict[str, str] = {k: f"dual_{k}" for k in CLASSES}
-register_family(NAMES, CLASSES, "dual")
-EXAMPLES = examples("dual", NAMES)
+NAMES: dict[str, str] = DUAL_NAMES
+register_family(NAMES, CLASSES, "dual", twins=COMPLEX_NAMES)

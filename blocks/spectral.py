@@ -252,7 +252,8 @@ class MagPhaseEmbedParams(BlockParams):
 
 
 @register_block("magphase_embed", params=MagPhaseEmbedParams, takes=("complex",),
-                gives="complex", family="spectral")
+                gives="complex", family="spectral",
+                example=({"channels": 6}, [TensorSpec("complex", (4, 8, 5))]))
 def _magphase_embed(p: MagPhaseEmbedParams, inputs: list[TensorSpec]) -> nn.Module:
     """Learned per-frequency log-magnitude/phase offsets (+ positional-embedding channels)."""
     c, h, wh = check_spectrum("magphase_embed", inputs[0])
@@ -278,7 +279,8 @@ class BandMaskParams(BlockParams):
 
 
 @register_block("band_mask", params=BandMaskParams, takes=("complex",), gives="complex",
-                family="spectral")
+                family="spectral",
+                example=({"low": 0.25, "high": 0.75}, [TensorSpec("complex", (4, 8, 5))]))
 def _band_mask(p: BandMaskParams, inputs: list[TensorSpec]) -> nn.Module:
     """Keep (band-pass) or remove (band-stop) the radial band low <= r <= high of Nyquist."""
     _, h, wh = check_spectrum("band_mask", inputs[0])
@@ -291,7 +293,8 @@ class HermitianParams(BlockParams):
 
 
 @register_block("hermitian", params=HermitianParams, takes=("complex",), gives="complex",
-                family="spectral")
+                family="spectral",
+                example=({}, [TensorSpec("complex", (4, 8, 5))]))
 def _hermitian(p: HermitianParams, inputs: list[TensorSpec]) -> nn.Module:
     """Project a spectrum onto Hermitian symmetry so irfft2 inverts exactly."""
     _, _, wh = check_spectrum("hermitian", inputs[0])
@@ -305,7 +308,9 @@ class SpectralFiLMParams(BlockParams):
 
 
 @register_block("spectral_film", params=SpectralFiLMParams, takes=("complex", "embed"),
-                gives="complex", family="spectral")
+                gives="complex", family="spectral",
+                example=({"bands": 4, "complex_scale": True},
+                      [TensorSpec("complex", (4, 8, 5)), TensorSpec("embed", (16,))]))
 def _spectral_film(p: SpectralFiLMParams, inputs: list[TensorSpec]) -> nn.Module:
     """Per-(channel, radial band) FiLM scale and complex shift from an embedding, zero-init."""
     if len(inputs) != 2:
@@ -316,10 +321,3 @@ def _spectral_film(p: SpectralFiLMParams, inputs: list[TensorSpec]) -> nn.Module
     return SpectralFiLM(embed_dim=d, channels=c, onehot=onehot, complex_scale=p.complex_scale)
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "magphase_embed": ({"channels": 6}, [TensorSpec("complex", (4, 8, 5))]),
-    "band_mask": ({"low": 0.25, "high": 0.75}, [TensorSpec("complex", (4, 8, 5))]),
-    "hermitian": ({}, [TensorSpec("complex", (4, 8, 5))]),
-    "spectral_film": ({"bands": 4, "complex_scale": True},
-                      [TensorSpec("complex", (4, 8, 5)), TensorSpec("embed", (16,))]),
-}

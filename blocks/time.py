@@ -66,7 +66,8 @@ class TimeEmbeddingParams(BlockParams):
 
 
 @register_block("time_embedding", params=TimeEmbeddingParams, takes=("time",), gives="embed",
-                family="time")
+                family="time",
+                example=({"dim": 16}, [TensorSpec("time", ())]))
 def _time_embedding(p: TimeEmbeddingParams, inputs: list[TensorSpec]) -> nn.Module:
     """Sinusoidal timestep embedding + MLP (Vaswani 2017; Ho et al. 2020): time -> embed (dim,)."""
     if inputs and len(inputs[0].shape) > 1:
@@ -75,8 +76,5 @@ def _time_embedding(p: TimeEmbeddingParams, inputs: list[TensorSpec]) -> nn.Modu
     return TimeEmbedding(dim=p.dim, hidden=p.hidden or 4 * p.dim, max_period=p.max_period)
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "time_embedding": ({"dim": 16}, [TensorSpec("time", ())]),
-}
 
-__all__ = ["EXAMPLES", "TimeEmbedding", "sinusoidal_embedding"]
+__all__ = ["TimeEmbedding", "sinusoidal_embedding"]

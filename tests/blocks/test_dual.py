@@ -11,6 +11,9 @@ import blocks.complex as bc
 import blocks.dual as bd
 from blocks.core import TensorSpec, build_block, get_block
 from blocks.fourier import from_dual, to_dual
+from tests.blocks.helpers import family_examples
+
+EXAMPLES = family_examples("dual")
 
 MODES = ("native", "gauss", "block")
 
@@ -53,7 +56,7 @@ def twins(key: str, params: dict, embed: bool):
 
 def test_cases_cover_every_block_and_share_param_models():
     assert {k for k, _ in CASES.values()} == set(bc.CLASSES) == set(bd.CLASSES)
-    assert set(bd.EXAMPLES) == set(bd.NAMES.values())
+    assert set(EXAMPLES) == set(bd.NAMES.values())
     for key in bc.CLASSES:
         c, d = get_block(bc.NAMES[key]), get_block(bd.NAMES[key])
         assert c.params is d.params  # a spec swaps twins by block name only
@@ -165,9 +168,9 @@ def test_dual_gradcheck(case):
     assert gradcheck(f, (*xs, *ps), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
 
 
-@pytest.mark.parametrize("name", sorted(bd.EXAMPLES))
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_examples_build_on_meta(name):
-    params, spec = bd.EXAMPLES[name]
+    params, spec = EXAMPLES[name]
     xs = [torch.randn(2, *s.shape) for s in spec]
     with torch.device("meta"):
         meta_out = build_block(name, params, spec)(*[x.to("meta") for x in xs])
