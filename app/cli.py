@@ -67,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         for line in e.lines():
             print(line, file=sys.stderr)
         return 2
+    except Exception as e:
+        from blocks.plugins import PluginError  # only on failure: keeps --help instant
+
+        if not isinstance(e, PluginError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from archspec.choices import CLIP_POLICIES, PREDICTIONS
 from blocks.core import FiniteFloat
 
 SPEC_VERSION = 1
@@ -66,7 +67,7 @@ class LossSpec(Strict):
 class DiffusionSpec(Strict):
     schedule: Literal["linear", "cosine"] = "cosine"
     timesteps: int = Field(1000, ge=2, le=100_000)
-    prediction: Literal["epsilon", "x0", "v"] = "epsilon"
+    prediction: Literal[PREDICTIONS] = "epsilon"
     loss: LossSpec = Field(default_factory=LossSpec)
 
 
@@ -101,7 +102,7 @@ class EvaluateSpec(Strict):
     num_samples: int = Field(1000, ge=1, le=1_000_000)
     seeds: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(
         default_factory=lambda: [0], min_length=1, max_length=1024)
-    clip: Literal["none", "clip", "dynamic"] = Field(
+    clip: Literal[CLIP_POLICIES] = Field(
         "dynamic", description="x0 clipping policy, identical for every sampler compared")
     samplers: list[SamplerSpec] = Field(default_factory=_default_samplers)
 

@@ -1,6 +1,8 @@
 """Block registry and block families.
 
-Importing this package registers every family. Specs reach blocks by these names only.
+Importing this package registers every family; blocks from installed plugin packages
+(entry point ``archsearch.blocks``, see :mod:`blocks.plugins`) join when the registry is
+first used. Specs reach blocks by these names only.
 
 >>> import blocks
 >>> blocks.names()[:3]                       # doctest: +SKIP
@@ -21,6 +23,10 @@ from blocks import dual  # noqa: F401,E402
 from blocks import spectral  # noqa: F401,E402
 from blocks import attention  # noqa: F401,E402
 from blocks import heads  # noqa: F401,E402
+from blocks.plugins import PluginError, load_plugins  # noqa: E402
+
+# Third-party blocks (entry point ``archsearch.blocks``) join on the registry's first use.
+BLOCKS.when_first_used(load_plugins)
 
 
 def names() -> list[str]:
@@ -32,7 +38,8 @@ get = get_block
 build = build_block
 
 __all__ = [
-    "ADAPTERS", "BLOCKS", "DOMAINS", "BlockEntry", "BlockParams", "NoParams", "RegistryError",
+    "ADAPTERS", "BLOCKS", "DOMAINS", "BlockEntry", "BlockParams", "NoParams", "PluginError",
+    "RegistryError", "load_plugins",
     "TensorSpec", "adapter_hint", "build", "build_block", "get", "get_block", "names",
     "register_block",
 ]

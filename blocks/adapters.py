@@ -1,7 +1,9 @@
 """Domain adapters: orthonormal FFTs between pixel space and spectra, and complex <-> dual.
 
 Every FFT here uses ``norm="ortho"``, so the transforms are unitary: energy is preserved
-(Parseval) and plain MSE means the same thing in pixel and Fourier space. FFTs always run
+(Parseval). For the full ``fft2`` spectrum plain MSE is the pixel MSE; on the ``rfft2`` half
+spectrum it is not (equal pixel energy gives 1.0 at DC but 0.5 at an interior frequency):
+only the multiplicity-weighted sum (:func:`blocks.fourier.rfft_multiplicity`) equals it. FFTs always run
 in float32 / complex64 with autocast disabled, because half-precision FFTs lose several
 digits and cuFFT only supports power-of-two sizes in half precision.
 
@@ -24,6 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from blocks.core import BlockParams, TensorSpec, autocast_off, register_block
+from blocks.fourier import from_dual, to_dual
 
 FEATURE_DOMAINS = ("real", "complex", "dual")
 
@@ -35,24 +38,6 @@ def _hw(size: Size) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def to_dual(z: torch.Tensor) -> torch.Tensor:
-    """Stack real and imaginary parts on channels: (B, C, ...) complex -> (B, 2C, ...) real."""
-    if not z.is_complex():
-        raise ValueError(f"to_dual expects a complex tensor, got dtype {z.dtype}")
-    return torch.cat([z.real, z.imag], dim=1)
-
-
-def from_dual(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`to_dual`: (B, 2C, ...) real -> (B, C, ...) complex."""
-    if x.is_complex():
-        raise ValueError(f"from_dual expects a real (dual) tensor, got dtype {x.dtype}")
-    if x.shape[1] % 2:
-        raise ValueError(f"dual tensor needs an even channel count, got {x.shape[1]}")
-    c = x.shape[1] // 2
-    x = x.float()  # torch.complex has no bf16/fp16 form
-    return torch.complex(x[:, :c], x[:, c:])
 
 
 def concat_domain(domain: str, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -119,17 +104,19 @@ class IRFFT2(nn.Module):
     """Orthonormal inverse of :class:`RFFT2`.
 
     Args:
-        width: output width W. The half spectrum has W//2+1 columns whatever the parity
-            of W, so an odd W must be given explicitly; ``None`` means 2*(W'-1).
+        width: output width W, required: the half spectrum has W//2+1 columns whatever the
+            parity of W (8 and 9 both give 5), so guessing would silently lose a column.
     """
 
-    def __init__(self, *, width: int | None = None) -> None:
+    def __init__(self, *, width: int) -> None:
         super().__init__()
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"IRFFT2 needs the output width W as a positive int, got {width!r}")
         self.width = width
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h, wp = z.shape[-2], z.shape[-1]
-        w = 2 * (wp - 1) if self.width is None else self.width
+        w = self.width
         if w // 2 + 1 != wp:
             raise ValueError(f"irfft2: a half spectrum with {wp} columns cannot give width {w}")
         with autocast_off(z):
@@ -211,14 +198,16 @@ def _check_feature(name: str, spec: TensorSpec) -> None:
         raise ValueError(f"{name} expects a (C, H, W) feature map, got shape {spec.shape}")
 
 
-@register_block("rfft2", takes=("real",), gives="complex", family="adapter")
+@register_block("rfft2", takes=("real",), gives="complex", family="adapter",
+                example=({}, [TensorSpec("real", (3, 8, 8))]))
 def _rfft2(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal real FFT: real (C,H,W) -> complex half spectrum (C,H,W//2+1)."""
     _check_feature("rfft2", inputs[0])
     return RFFT2()
 
 
-@register_block("irfft2", params=IRFFT2Params, takes=("complex",), gives="real", family="adapter")
+@register_block("irfft2", params=IRFFT2Params, takes=("complex",), gives="real", family="adapter",
+                example=({"size": 8}, [TensorSpec("complex", (3, 8, 5))]))
 def _irfft2(p: IRFFT2Params, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal inverse real FFT: complex (C,H,W//2+1) -> real (C,H,W)."""
     _check_feature("irfft2", inputs[0])
@@ -226,30 +215,34 @@ def _irfft2(p: IRFFT2Params, inputs: list[TensorSpec]) -> nn.Module:
     if p.size is not None and p.size // 2 + 1 != wp:
         raise ValueError(f"irfft2: size {p.size} needs {p.size // 2 + 1} spectrum columns, "
                          f"the input has {wp}")
-    return IRFFT2(width=p.size)
+    return IRFFT2(width=2 * (wp - 1) if p.size is None else p.size)  # None: the even W
 
 
-@register_block("fft2", takes=("real",), gives="complex", family="adapter")
+@register_block("fft2", takes=("real",), gives="complex", family="adapter",
+                example=({}, [TensorSpec("real", (3, 8, 8))]))
 def _fft2(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal full FFT: real (C,H,W) -> complex full spectrum (C,H,W)."""
     _check_feature("fft2", inputs[0])
     return FFT2()
 
 
-@register_block("ifft2", takes=("complex",), gives="real", family="adapter")
+@register_block("ifft2", takes=("complex",), gives="real", family="adapter",
+                example=({}, [TensorSpec("complex", (3, 8, 8))]))
 def _ifft2(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Orthonormal inverse full FFT, real part: complex (C,H,W) -> real (C,H,W)."""
     _check_feature("ifft2", inputs[0])
     return IFFT2()
 
 
-@register_block("to_dual", takes=("complex",), gives="dual", family="adapter")
+@register_block("to_dual", takes=("complex",), gives="dual", family="adapter",
+                example=({}, [TensorSpec("complex", (3, 8, 5))]))
 def _to_dual(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """complex (C,H,W') -> dual (2C,H,W'): real parts, then imaginary parts."""
     return ToDual()
 
 
-@register_block("from_dual", takes=("dual",), gives="complex", family="adapter")
+@register_block("from_dual", takes=("dual",), gives="complex", family="adapter",
+                example=({}, [TensorSpec("dual", (6, 8, 5))]))
 def _from_dual(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """dual (2C,H,W') -> complex (C,H,W')."""
     if inputs and inputs[0].shape and inputs[0].shape[0] % 2:
@@ -257,16 +250,8 @@ def _from_dual(p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
     return FromDual()
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "rfft2": ({}, [TensorSpec("real", (3, 8, 8))]),
-    "irfft2": ({"size": 8}, [TensorSpec("complex", (3, 8, 5))]),
-    "fft2": ({}, [TensorSpec("real", (3, 8, 8))]),
-    "ifft2": ({}, [TensorSpec("complex", (3, 8, 8))]),
-    "to_dual": ({}, [TensorSpec("complex", (3, 8, 5))]),
-    "from_dual": ({}, [TensorSpec("dual", (6, 8, 5))]),
-}
 
 __all__ = [
-    "EXAMPLES", "FFT2", "FromDual", "IFFT2", "IRFFT2", "RFFT2", "ToDual", "concat_domain",
+    "FFT2", "FromDual", "IFFT2", "IRFFT2", "RFFT2", "ToDual", "concat_domain",
     "convert", "domain_channels", "from_dual", "spec_for", "to_dual",
 ]

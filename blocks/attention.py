@@ -288,8 +288,13 @@ class GlobalFilterParams(BlockParams):
     pass
 
 
+_Z = TensorSpec("complex", (4, 8, 5))
+_E = TensorSpec("embed", (16,))
+
+
 @register_block("global_filter", params=GlobalFilterParams, takes=("complex", "embed?"),
-                gives="complex", family="spectral_attention")
+                gives="complex", family="spectral_attention",
+                example=({}, [_Z, _E]))
 def _global_filter(p: GlobalFilterParams, inputs: list[TensorSpec]) -> nn.Module:
     """GFNet learnable complex per-(channel, frequency) filter, identity-initialised."""
     c, h, wh, d = _dims("global_filter", inputs)
@@ -302,7 +307,8 @@ class LowRankParams(BlockParams):
 
 
 @register_block("lowrank_spectral", params=LowRankParams, takes=("complex", "embed?"),
-                gives="complex", family="spectral_attention")
+                gives="complex", family="spectral_attention",
+                example=({"modes": 3, "rank": 2}, [_Z, _E]))
 def _lowrank_spectral(p: LowRankParams, inputs: list[TensorSpec]) -> nn.Module:
     """FNO/TFNO per-mode channel mixing with a CP low-rank complex weight, residual."""
     c, h, wh, d = _dims("lowrank_spectral", inputs)
@@ -317,7 +323,8 @@ class RadialBandParams(_AttnParams):
 
 
 @register_block("radial_band_attention", params=RadialBandParams, takes=("complex", "embed?"),
-                gives="complex", family="spectral_attention")
+                gives="complex", family="spectral_attention",
+                example=({"bands": 4, "heads": 2, "head_dim": 4}, [_Z, _E]))
 def _radial_band_attention(p: RadialBandParams, inputs: list[TensorSpec]) -> nn.Module:
     """Multi-head attention across radial-band tokens, applied as a complex modulation."""
     c, h, wh, d = _dims("radial_band_attention", inputs)
@@ -338,7 +345,8 @@ class BandLimitedParams(_AttnParams):
 
 
 @register_block("band_limited_attention", params=BandLimitedParams,
-                takes=("complex", "embed?"), gives="complex", family="spectral_attention")
+                takes=("complex", "embed?"), gives="complex", family="spectral_attention",
+                example=({"low": 0.2, "high": 0.8, "heads": 2, "head_dim": 4}, [_Z, _E]))
 def _band_limited_attention(p: BandLimitedParams, inputs: list[TensorSpec]) -> nn.Module:
     """Attention among the frequencies of one radial band; others pass through exactly."""
     c, h, wh, d = _dims("band_limited_attention", inputs)
@@ -358,7 +366,8 @@ class NystromParams(_AttnParams):
 
 
 @register_block("nystrom_spectral_attention", params=NystromParams,
-                takes=("complex", "embed?"), gives="complex", family="spectral_attention")
+                takes=("complex", "embed?"), gives="complex", family="spectral_attention",
+                example=({"bands": 4, "heads": 2, "head_dim": 4}, [_Z, _E]))
 def _nystrom_spectral_attention(p: NystromParams, inputs: list[TensorSpec]) -> nn.Module:
     """Nystrom attention over all frequencies with radial-band landmarks, residual."""
     c, h, wh, d = _dims("nystrom_spectral_attention", inputs)
@@ -367,12 +376,3 @@ def _nystrom_spectral_attention(p: NystromParams, inputs: list[TensorSpec]) -> n
                                     head_dim=p.head_dim, embed_dim=d, pinv_iters=p.pinv_iters)
 
 
-_Z = TensorSpec("complex", (4, 8, 5))
-_E = TensorSpec("embed", (16,))
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "global_filter": ({}, [_Z, _E]),
-    "lowrank_spectral": ({"modes": 3, "rank": 2}, [_Z, _E]),
-    "radial_band_attention": ({"bands": 4, "heads": 2, "head_dim": 4}, [_Z, _E]),
-    "band_limited_attention": ({"low": 0.2, "high": 0.8, "heads": 2, "head_dim": 4}, [_Z, _E]),
-    "nystrom_spectral_attention": ({"bands": 4, "heads": 2, "head_dim": 4}, [_Z, _E]),
-}

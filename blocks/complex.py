@@ -425,15 +425,18 @@ def _channels(inputs: list[TensorSpec], name: str, dual: bool) -> int:
     return c // 2 if dual else c
 
 
-def register_family(names: dict[str, str], classes: dict[str, type], domain: str) -> None:
+def register_family(names: dict[str, str], classes: dict[str, type], domain: str,
+                    twins: dict[str, str]) -> None:
     """Register one family (complex or dual); both share the parameter models, so a spec
-    swaps a complex block for its dual twin by changing only the block name."""
+    swaps a complex block for its dual twin (``twins[key]``) by changing only its name."""
     dual = domain == "dual"
+    cfg = examples(domain, names)
 
     def reg(key: str, params: type, build: Callable, takes: tuple[str, ...] = (domain,)):
         build.__doc__ = classes[key].__doc__
-        register_block(names[key], params=params, takes=takes, gives=domain,
-                       family=domain)(build)
+        build.__qualname__ = f"register_family.{names[key]}"
+        register_block(names[key], params=params, takes=takes, gives=domain, family=domain,
+                       example=cfg[names[key]], twin=twins[key])(build)
 
     def conv(key: str, params: type) -> None:
         def build(p, inputs):
@@ -484,7 +487,6 @@ NAMES: dict[str, str] = {
     "group_norm": "complex_group_norm", "modrelu": "modrelu", "crelu": "crelu",
     "zrelu": "zrelu", "cardioid": "cardioid", "dropout": "complex_dropout",
     "resblock": "complex_resblock", "down": "spectral_down", "up": "spectral_up"}
-register_family(NAMES, CLASSES, "complex")
 
 
 def examples(domain: str, names: dict[str, str]) -> dict[str, tuple[dict, list[TensorSpec]]]:
@@ -502,4 +504,6 @@ def examples(domain: str, names: dict[str, str]) -> dict[str, tuple[dict, list[T
     return {names[k]: v for k, v in cfg.items()}
 
 
-EXAMPLES = examples("complex", NAMES)
+# The dual twins' names (blocks/dual.py registers them).
+DUAL_NAMES: dict[str, str] = {k: f"dual_{k}" for k in NAMES}
+register_family(NAMES, CLASSES, "complex", twins=DUAL_NAMES)

@@ -83,6 +83,12 @@ class BlockEntry:
         builder: ``(params, inputs: list[TensorSpec]) -> nn.Module``.
         family: block family (``spatial``, ``complex``, ...), for listings.
         doc: one-line description.
+        example: ``(params, inputs)``, one small valid configuration: what
+            ``profile --blocks`` times and the registry-wide tests build. ``None`` means
+            default parameters on :func:`default_inputs`.
+        twin: the registered block computing the same function in the other spectral
+            layout (``complex_conv`` <-> ``dual_conv``), with the same parameter model.
+        source: ``module:function`` of the builder, or the entry point that loaded it.
     """
 
     name: str
@@ -92,6 +98,15 @@ class BlockEntry:
     builder: Callable[[Any, list[TensorSpec]], Any]
     family: str
     doc: str
+    example: tuple[dict, tuple[TensorSpec, ...]] | None = None
+    twin: str | None = None
+    source: str = ""
+
+    def example_config(self) -> tuple[dict[str, Any], list[TensorSpec]]:
+        """``(params, inputs)`` to build this block with: its example, else defaults."""
+        if self.example is not None:
+            return dict(self.example[0]), list(self.example[1])
+        return {}, default_inputs(self.takes)
 
     def input_range(self) -> tuple[int, int | None]:
         """(min, max) number of inputs; max is None for variadic blocks."""
@@ -111,6 +126,22 @@ class BlockEntry:
 
 BLOCKS: Registry[BlockEntry] = Registry("block")
 
+# Per-sample shapes of the default inputs of a block registered without an example.
+DEFAULT_SHAPES: dict[str, tuple[int, ...]] = {
+    "real": (4, 8, 8), "complex": (4, 8, 5), "dual": (8, 8, 5), "embed": (16,), "time": ()}
+
+
+def default_inputs(takes: tuple[str, ...]) -> list[TensorSpec]:
+    """One input per required domain in ``takes`` (``any`` -> real), of DEFAULT_SHAPES."""
+    out = []
+    for d in takes:
+        if d.endswith("?"):
+            continue
+        dom = d.rstrip("*")
+        dom = "real" if dom == "any" else dom
+        out.append(TensorSpec(dom, DEFAULT_SHAPES[dom]))
+    return out
+
 
 def register_block(
     name: str,
@@ -119,18 +150,29 @@ def register_block(
     takes: tuple[str, ...],
     gives: str,
     family: str,
+    example: tuple[dict, list[TensorSpec]] | None = None,
+    twin: str | None = None,
 ) -> Callable:
     """Decorator registering a builder function under ``name``.
 
-    The builder's docstring first line becomes the block's description.
+    Everything else needs comes from here: no central table lists blocks. The builder's
+    docstring first line becomes the block's description.
+
+    Args:
+        example: ``(params, inputs)`` of one small valid configuration (see
+            :class:`BlockEntry`); give one when default inputs do not fit the block.
+        twin: name of the block's twin in the other spectral layout, if any.
     """
     for d in (*takes, gives):
         if d.rstrip("?*") not in (*DOMAINS, "any", "same"):
             raise ValueError(f"block {name!r}: unknown domain {d!r}")
+    ex = None if example is None else (dict(example[0]), tuple(example[1]))
 
     def deco(fn: Callable) -> Callable:
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        BLOCKS.add(name, BlockEntry(name, params, tuple(takes), gives, fn, family, doc))
+        BLOCKS.add(name, BlockEntry(name, params, tuple(takes), gives, fn, family, doc,
+                                    example=ex, twin=twin,
+                                    source=f"{fn.__module__}:{fn.__qualname__}"))
         return fn
 
     return deco
@@ -167,7 +209,7 @@ def adapter_hint(src: str, dst: str) -> str:
 
 
 __all__ = [
-    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DOMAINS", "FiniteFloat", "NoParams", "RegistryError",
-    "TensorSpec", "adapter_hint", "autocast_off", "build_block", "get_block", "odd_kernel",
-    "register_block",
+    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DEFAULT_SHAPES", "DOMAINS", "FiniteFloat", "NoParams",
+    "RegistryError", "TensorSpec", "adapter_hint", "autocast_off", "build_block",
+    "default_inputs", "get_block", "odd_kernel", "register_block",
 ]

@@ -15,18 +15,9 @@ from torch import Tensor, nn
 
 from blocks.complex import (_EPS, CReLU, Cardioid, ComplexBatchNorm2d, ComplexConv2d,
                             ComplexConvTranspose2d, ComplexDropout, ComplexGroupNorm, ComplexLinear, ComplexResBlock,
-                            ModReLU, SpectralDown, SpectralUp, ZReLU, block_weight, examples,
-                            register_family)
-
-
-def to_dual(z: Tensor) -> Tensor:
-    """(B, C, H, W') complex -> (B, 2C, H, W') real, re parts first."""
-    return torch.cat([z.real, z.imag], 1)
-
-
-def from_dual(x: Tensor) -> Tensor:
-    """(B, 2C, H, W') real -> (B, C, H, W') complex."""
-    return torch.complex(*x.chunk(2, 1))
+                            ModReLU, SpectralDown, SpectralUp, ZReLU, block_weight, register_family)
+from blocks.complex import DUAL_NAMES
+from blocks.complex import NAMES as COMPLEX_NAMES
 
 
 def _both(t: Tensor) -> Tensor:
@@ -163,6 +154,5 @@ CLASSES: dict[str, type] = {
     "batch_norm": DualBatchNorm2d, "group_norm": DualGroupNorm, "modrelu": DualModReLU,
     "crelu": DualCReLU, "zrelu": DualZReLU, "cardioid": DualCardioid, "dropout": DualDropout,
     "resblock": DualResBlock, "down": DualDown, "up": DualUp}
-NAMES: dict[str, str] = {k: f"dual_{k}" for k in CLASSES}
-register_family(NAMES, CLASSES, "dual")
-EXAMPLES = examples("dual", NAMES)
+NAMES: dict[str, str] = DUAL_NAMES
+register_family(NAMES, CLASSES, "dual", twins=COMPLEX_NAMES)

@@ -34,6 +34,21 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._on_first_use: Callable[[], Any] | None = None
+
+    def when_first_used(self, hook: Callable[[], Any]) -> None:
+        """Call ``hook`` once, the first time the registry is read (not written): how
+        third-party entries (entry-point plugins) join after the built-in ones."""
+        self._on_first_use = hook
+
+    def _used(self) -> None:
+        hook, self._on_first_use = self._on_first_use, None  # once, even if it reads us
+        if hook is not None:
+            try:
+                hook()
+            except BaseException:
+                self._on_first_use = hook  # a failed load fails again, not silently
+                raise
 
     def add(self, name: str, entry: T) -> T:
         if name in self._entries:
@@ -41,7 +56,14 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (tests and plugin reloads); unknown names raise."""
+        entry = self.get(name)
+        del self._entries[name]
+        return entry
+
     def get(self, name: str) -> T:
+        self._used()
         try:
             return self._entries[name]
         except KeyError:
@@ -50,15 +72,18 @@ class Registry(Generic[T]):
             ) from None
 
     def __contains__(self, name: object) -> bool:
+        self._used()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._entries))
+        return iter(self.names())
 
     def __len__(self) -> int:
+        self._used()
         return len(self._entries)
 
     def names(self) -> list[str]:
+        self._used()
         return sorted(self._entries)
 
     def items(self) -> list[tuple[str, T]]:

@@ -201,7 +201,11 @@ class AttentionParams(BlockParams):
 # --------------------------------------------------------------------------- blocks
 
 
-@register_block("conv", params=ConvParams, takes=("real",), gives="real", family="spatial")
+_R = TensorSpec("real", (4, 8, 8))
+
+
+@register_block("conv", params=ConvParams, takes=("real",), gives="real", family="spatial",
+                example=({"channels": 6}, [_R]))
 def _conv(p: ConvParams, inputs: list[TensorSpec]) -> nn.Module:
     """k x k 2-D convolution with 'same' padding (stride 1 or 2)."""
     c, _, _ = _feature_map("conv", inputs[0])
@@ -210,21 +214,24 @@ def _conv(p: ConvParams, inputs: list[TensorSpec]) -> nn.Module:
 
 
 @register_block("group_norm", params=GroupNormParams, takes=("real",), gives="real",
-                family="spatial")
+                family="spatial",
+                example=({"groups": 2}, [_R]))
 def _group_norm(p: GroupNormParams, inputs: list[TensorSpec]) -> nn.Module:
     """GroupNorm (Wu & He 2018); groups reduced to a divisor of the channel count."""
     c, _, _ = _feature_map("group_norm", inputs[0])
     return group_norm(c, p.groups, p.eps)
 
 
-@register_block("act", params=ActParams, takes=("real",), gives="real", family="spatial")
+@register_block("act", params=ActParams, takes=("real",), gives="real", family="spatial",
+                example=({"fn": "gelu"}, [_R]))
 def _act(p: ActParams, inputs: list[TensorSpec]) -> nn.Module:
     """Pointwise activation: silu, gelu or relu."""
     return ACTIVATIONS[p.fn]()
 
 
 @register_block("resblock", params=ResBlockParams, takes=("real", "embed?"), gives="real",
-                family="spatial")
+                family="spatial",
+                example=({"channels": 8, "groups": 4}, [_R, TensorSpec("embed", (16,))]))
 def _resblock(p: ResBlockParams, inputs: list[TensorSpec]) -> nn.Module:
     """Residual block with time conditioning (Ho et al. 2020; Dhariwal & Nichol 2021)."""
     c, _, _ = _feature_map("resblock", inputs[0])
@@ -238,7 +245,8 @@ def _resblock(p: ResBlockParams, inputs: list[TensorSpec]) -> nn.Module:
 
 
 @register_block("downsample", params=DownsampleParams, takes=("real",), gives="real",
-                family="spatial")
+                family="spatial",
+                example=({"mode": "conv"}, [_R]))
 def _downsample(p: DownsampleParams, inputs: list[TensorSpec]) -> nn.Module:
     """Halve H and W: stride-2 3x3 conv or 2x2 average pooling; channels kept."""
     c, h, w = _feature_map("downsample", inputs[0])
@@ -249,7 +257,8 @@ def _downsample(p: DownsampleParams, inputs: list[TensorSpec]) -> nn.Module:
     return nn.Conv2d(c, c, 3, stride=2, padding=1)
 
 
-@register_block("upsample", takes=("real",), gives="real", family="spatial")
+@register_block("upsample", takes=("real",), gives="real", family="spatial",
+                example=({}, [_R]))
 def _upsample(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
     """Double H and W: nearest-neighbour x2 then a 3x3 conv; channels kept."""
     c, _, _ = _feature_map("upsample", inputs[0])
@@ -257,7 +266,8 @@ def _upsample(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
 
 
 @register_block("self_attention", params=AttentionParams, takes=("real",), gives="real",
-                family="spatial")
+                family="spatial",
+                example=({"heads": 2, "groups": 2}, [_R]))
 def _self_attention(p: AttentionParams, inputs: list[TensorSpec]) -> nn.Module:
     """Multi-head self-attention over H*W positions with GroupNorm and residual (Vaswani 2017)."""
     c, _, _ = _feature_map("self_attention", inputs[0])
@@ -273,7 +283,8 @@ def _same_domain(name: str, inputs: list[TensorSpec]) -> str:
     return inputs[0].domain
 
 
-@register_block("add", takes=("any*",), gives="same", family="spatial")
+@register_block("add", takes=("any*",), gives="same", family="spatial",
+                example=({}, [_R, _R]))
 def _add(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
     """Elementwise sum of inputs of one domain and shape."""
     _same_domain("add", inputs)
@@ -283,7 +294,8 @@ def _add(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
     return Add()
 
 
-@register_block("concat", takes=("any*",), gives="same", family="spatial")
+@register_block("concat", takes=("any*",), gives="same", family="spatial",
+                example=({}, [_R, TensorSpec("real", (2, 8, 8))]))
 def _concat(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
     """Channel concatenation of feature maps of one domain (dual-layout aware)."""
     domain = _same_domain("concat", inputs)
@@ -297,20 +309,8 @@ def _concat(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
     return Concat(domain=domain)
 
 
-_R = TensorSpec("real", (4, 8, 8))
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "conv": ({"channels": 6}, [_R]),
-    "group_norm": ({"groups": 2}, [_R]),
-    "act": ({"fn": "gelu"}, [_R]),
-    "resblock": ({"channels": 8, "groups": 4}, [_R, TensorSpec("embed", (16,))]),
-    "downsample": ({"mode": "conv"}, [_R]),
-    "upsample": ({}, [_R]),
-    "self_attention": ({"heads": 2, "groups": 2}, [_R]),
-    "add": ({}, [_R, _R]),
-    "concat": ({}, [_R, TensorSpec("real", (2, 8, 8))]),
-}
 
 __all__ = [
-    "ACTIVATIONS", "Add", "Concat", "EXAMPLES", "ResBlock", "SelfAttention", "Upsample",
+    "ACTIVATIONS", "Add", "Concat", "ResBlock", "SelfAttention", "Upsample",
     "group_norm", "norm_groups", "zero_",
 ]

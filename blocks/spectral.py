@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from blocks.core import BlockParams, TensorSpec, register_block
+from blocks.fourier import band_index, in_band, radius_grid
 
 # --------------------------------------------------------------------------- helpers
 
@@ -52,48 +53,30 @@ def full_width(w_half: int, width: int | None) -> int:
     return w
 
 
-def radius_grid(h: int, w: int, *, device: torch.device | str | None = None,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Radial frequency of every rfft2 bin, in units of the Nyquist frequency.
-
-    Args:
-        h: image height H.
-        w: image width W (not W').
-
-    Returns:
-        (H, W//2+1) tensor; 0 at DC, 1 on the Nyquist circle, up to sqrt(2) in the corners.
-    """
-    fy = torch.fft.fftfreq(h, device=device, dtype=dtype) / 0.5  # (H,)
-    fx = torch.fft.rfftfreq(w, device=device, dtype=dtype) / 0.5  # (W//2+1,)
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-
-
 def band_onehot(h: int, w: int, bands: int, *, device: torch.device | str | None = None
                 ) -> torch.Tensor:
     """Assignment of every rfft2 bin to one of ``bands`` equal-width radial bands.
 
-    Bands split [0, 1] Nyquist radii evenly; corner bins beyond the Nyquist circle join the
+    Bands split [0, 1] Nyquist radii evenly with :func:`blocks.fourier.band_index` (the
+    edge rule :func:`band_mask` shares); corner bins beyond the Nyquist circle join the
     last band. A one-hot matrix rather than an index tensor, so pooling and broadcasting
     are plain matmuls that also run on the meta device.
 
     Returns:
         (bands, H * (W//2+1)) float32 one-hot matrix (each column sums to 1).
     """
-    r = radius_grid(h, w, device=device).flatten()  # (H*W',)
-    idx = torch.clamp(torch.floor(r * bands), max=bands - 1)
-    levels = torch.arange(bands, device=device, dtype=r.dtype)
+    idx = band_index(h, w, bands, device=device).flatten()  # (H*W',)
+    levels = torch.arange(bands, device=device)
     return (levels[:, None] == idx[None, :]).to(torch.float32)
 
 
 def band_mask(h: int, w: int, low: float, high: float, *,
               device: torch.device | str | None = None) -> torch.Tensor:
     """Bool (H, W//2+1) mask of the bins with ``low <= radius <= high`` (Nyquist units)."""
-    r = radius_grid(h, w, device=device, dtype=torch.float64)
-    eps = 1e-9  # radii such as 0.5 are exact in binary, but sqrt may round
-    return (r >= low - eps) & (r <= high + eps)
+    return in_band(h, w, low, high, device=device)
 
 
-def hermitian_project(z: torch.Tensor, width: int | None = None) -> torch.Tensor:
+def hermitian_project(z: torch.Tensor, width: int) -> torch.Tensor:
     """Orthogonal projection of an rfft2 spectrum onto spectra of real images.
 
     In the half spectrum only column 0 and, for even W, column W/2 hold bins whose
@@ -105,7 +88,7 @@ def hermitian_project(z: torch.Tensor, width: int | None = None) -> torch.Tensor
 
     Args:
         z: (..., H, W') complex spectrum.
-        width: image width W; default 2 * (W' - 1).
+        width: image width W, required (W' = 5 may come from W = 8 or 9).
 
     Returns:
         (..., H, W') complex spectrum with ``rfft2(irfft2(out, s=(H, W))) == out``.
@@ -269,7 +252,8 @@ class MagPhaseEmbedParams(BlockParams):
 
 
 @register_block("magphase_embed", params=MagPhaseEmbedParams, takes=("complex",),
-                gives="complex", family="spectral")
+                gives="complex", family="spectral",
+                example=({"channels": 6}, [TensorSpec("complex", (4, 8, 5))]))
 def _magphase_embed(p: MagPhaseEmbedParams, inputs: list[TensorSpec]) -> nn.Module:
     """Learned per-frequency log-magnitude/phase offsets (+ positional-embedding channels)."""
     c, h, wh = check_spectrum("magphase_embed", inputs[0])
@@ -295,7 +279,8 @@ class BandMaskParams(BlockParams):
 
 
 @register_block("band_mask", params=BandMaskParams, takes=("complex",), gives="complex",
-                family="spectral")
+                family="spectral",
+                example=({"low": 0.25, "high": 0.75}, [TensorSpec("complex", (4, 8, 5))]))
 def _band_mask(p: BandMaskParams, inputs: list[TensorSpec]) -> nn.Module:
     """Keep (band-pass) or remove (band-stop) the radial band low <= r <= high of Nyquist."""
     _, h, wh = check_spectrum("band_mask", inputs[0])
@@ -308,7 +293,8 @@ class HermitianParams(BlockParams):
 
 
 @register_block("hermitian", params=HermitianParams, takes=("complex",), gives="complex",
-                family="spectral")
+                family="spectral",
+                example=({}, [TensorSpec("complex", (4, 8, 5))]))
 def _hermitian(p: HermitianParams, inputs: list[TensorSpec]) -> nn.Module:
     """Project a spectrum onto Hermitian symmetry so irfft2 inverts exactly."""
     _, _, wh = check_spectrum("hermitian", inputs[0])
@@ -322,7 +308,9 @@ class SpectralFiLMParams(BlockParams):
 
 
 @register_block("spectral_film", params=SpectralFiLMParams, takes=("complex", "embed"),
-                gives="complex", family="spectral")
+                gives="complex", family="spectral",
+                example=({"bands": 4, "complex_scale": True},
+                      [TensorSpec("complex", (4, 8, 5)), TensorSpec("embed", (16,))]))
 def _spectral_film(p: SpectralFiLMParams, inputs: list[TensorSpec]) -> nn.Module:
     """Per-(channel, radial band) FiLM scale and complex shift from an embedding, zero-init."""
     if len(inputs) != 2:
@@ -333,10 +321,3 @@ def _spectral_film(p: SpectralFiLMParams, inputs: list[TensorSpec]) -> nn.Module
     return SpectralFiLM(embed_dim=d, channels=c, onehot=onehot, complex_scale=p.complex_scale)
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "magphase_embed": ({"channels": 6}, [TensorSpec("complex", (4, 8, 5))]),
-    "band_mask": ({"low": 0.25, "high": 0.75}, [TensorSpec("complex", (4, 8, 5))]),
-    "hermitian": ({}, [TensorSpec("complex", (4, 8, 5))]),
-    "spectral_film": ({"bands": 4, "complex_scale": True},
-                      [TensorSpec("complex", (4, 8, 5)), TensorSpec("embed", (16,))]),
-}

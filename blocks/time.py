@@ -24,6 +24,9 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     Returns:
         (B, dim) float32.
     """
+    # Our own copy, tested equal to diffusers' get_timestep_embedding (tests/blocks/
+    # test_time.py) because importing diffusers.models pulls in its whole model stack,
+    # which the blocks layer (and so `archsearch validate`) must not pay for at start-up.
     half = dim // 2
     # Built in forward (not a buffer) so it stays correct on any device, meta included.
     k = torch.arange(half, device=t.device, dtype=torch.float32)
@@ -63,7 +66,8 @@ class TimeEmbeddingParams(BlockParams):
 
 
 @register_block("time_embedding", params=TimeEmbeddingParams, takes=("time",), gives="embed",
-                family="time")
+                family="time",
+                example=({"dim": 16}, [TensorSpec("time", ())]))
 def _time_embedding(p: TimeEmbeddingParams, inputs: list[TensorSpec]) -> nn.Module:
     """Sinusoidal timestep embedding + MLP (Vaswani 2017; Ho et al. 2020): time -> embed (dim,)."""
     if inputs and len(inputs[0].shape) > 1:
@@ -72,8 +76,5 @@ def _time_embedding(p: TimeEmbeddingParams, inputs: list[TensorSpec]) -> nn.Modu
     return TimeEmbedding(dim=p.dim, hidden=p.hidden or 4 * p.dim, max_period=p.max_period)
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "time_embedding": ({"dim": 16}, [TensorSpec("time", ())]),
-}
 
-__all__ = ["EXAMPLES", "TimeEmbedding", "sinusoidal_embedding"]
+__all__ = ["TimeEmbedding", "sinusoidal_embedding"]

@@ -297,7 +297,9 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
 
 
 @register_block("unet", params=UNetParams, takes=("real", "embed"), gives="real",
-                family="composite")
+                family="composite",
+                example=({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1], "groups": 4},
+             [TensorSpec("real", (1, 8, 8)), TensorSpec("embed", (16,))]))
 def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
     """UNet composite (DDPM/ADM layout) with registry-chosen, any-domain stage blocks."""
     if len(inputs) != 2 or len(inputs[1].shape) != 1:
@@ -305,9 +307,5 @@ def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
     return build_unet(p, inputs[0], inputs[1])
 
 
-EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
-    "unet": ({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1], "groups": 4},
-             [TensorSpec("real", (1, 8, 8)), TensorSpec("embed", (16,))]),
-}
 
-__all__ = ["EXAMPLES", "RESAMPLE", "Stage", "UNet", "UNetParams", "build_unet"]
+__all__ = ["RESAMPLE", "Stage", "UNet", "UNetParams", "build_unet"]

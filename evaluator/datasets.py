@@ -76,9 +76,10 @@ class ImageData:
 
 
 def cache_dir() -> Path:
-    """The toolkit's cache root: ``$ARCHSEARCH_CACHE`` or ``~/.cache/archsearch``."""
-    env = os.environ.get("ARCHSEARCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "archsearch"
+    """The toolkit's cache root; see :func:`evaluator.metrics.cache_root`."""
+    from evaluator.metrics import cache_root
+
+    return cache_root()
 
 
 def register_dataset(name: str, *, image_shape: tuple[int, int, int] | None,

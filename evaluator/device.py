@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Iterator
 
 import numpy as np
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+from archspec.choices import DEVICES
+
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -32,7 +32,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     try:
         return torch.device(name)
     except RuntimeError as e:
-        raise ValueError(f"unknown device {name!r} (choose from {', '.join(DEVICE_CHOICES)})") from e
+        raise ValueError(f"unknown device {name!r} (choose from {', '.join(DEVICES)})") from e
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
@@ -47,18 +47,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Put ``model`` in eval mode (and no-grad) for the block, then restore its mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def describe_device(device: torch.device) -> str:

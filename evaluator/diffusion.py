@@ -15,37 +15,29 @@ sum so that Parseval holds exactly and uniform Fourier MSE equals pixel MSE.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 
+from archspec.choices import PREDICTIONS
 from archspec.spec import DiffusionSpec, LossSpec
+from blocks import fourier
 
-PREDICTIONS = ("epsilon", "x0", "v")
 
 
 # --------------------------------------------------------------------------- frequency grid
 
 def rfft_multiplicity(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) float32: how many full-spectrum bins each rfft2 bin stands for (1 or 2)."""
-    m = torch.full((h, w // 2 + 1), 2.0)
-    m[:, 0] = 1.0
-    if w % 2 == 0:
-        m[:, -1] = 1.0
-    return m
+    """(H, W//2+1) float32 multiplicity (1 or 2); see :func:`blocks.fourier.rfft_multiplicity`."""
+    return fourier.rfft_multiplicity(h, w, dtype=torch.float32)
 
 
 def radial_frequency(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) float32: |k| in cycles per image on the rfft2 grid (DC = 0)."""
-    fy = torch.fft.fftfreq(h, d=1.0 / h)
-    fx = torch.fft.rfftfreq(w, d=1.0 / w)
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2).float()
+    """(H, W//2+1) float32: |k| in cycles per image (``min(H, W)`` times cycles per pixel)."""
+    return (fourier.frequency_radius(h, w) * min(h, w)).float()
 
 
-def radial_bins(h: int, w: int) -> torch.Tensor:
-    """(H, W//2+1) int64 radial band of each rfft2 bin: ``round(|k|)`` (0 = DC)."""
-    return torch.round(radial_frequency(h, w)).long()
+radial_bins = fourier.radial_bins
 
 
 def radial_profile(x: torch.Tensor) -> torch.Tensor:
@@ -69,35 +61,35 @@ def radial_profile(x: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
-def power_spectrum(images: torch.Tensor) -> torch.Tensor:
-    """Mean |rfft2_ortho(x)|^2 over batch and channels: (H, W//2+1) float64."""
-    spec = torch.fft.rfft2(images.double(), norm="ortho")                  # (N, C, H, W') c128
-    return spec.abs().pow(2).mean(dim=(0, 1))
+def mean_power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """Mean |rfft2_ortho(x)|^2 over batch and channels: (N, C, H, W) -> (H, W//2+1) float64."""
+    return fourier.power_spectrum(images).mean(dim=(0, 1))
 
 
 # --------------------------------------------------------------------------- schedules
 
-def _linear_betas(timesteps: int) -> torch.Tensor:
-    # Ho et al. 2020 (1e-4..0.02 at T=1000), scaled by 1000/T as in Nichol & Dhariwal 2021
-    # so that shorter chains reach the same final noise level; capped like diffusers.
+def _betas(kind: str, timesteps: int) -> torch.Tensor:
+    """(T,) float32 betas from diffusers' own schedule code, so sampling agrees bit for bit.
+
+    ``linear``: Ho et al. 2020 (1e-4..0.02 at T=1000), scaled by 1000/T as in Nichol &
+    Dhariwal 2021 so that shorter chains reach the same final noise level, capped at 0.999.
+    ``cosine``: Nichol & Dhariwal 2021, diffusers' ``squaredcos_cap_v2``.
+    """
+    from diffusers import DDPMScheduler
+
+    if kind == "cosine":
+        return DDPMScheduler(num_train_timesteps=timesteps,
+                             beta_schedule="squaredcos_cap_v2").betas
     scale = 1000.0 / timesteps
-    betas = torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+    betas = DDPMScheduler(num_train_timesteps=timesteps, beta_schedule="linear",
+                          beta_start=scale * 1e-4, beta_end=scale * 0.02).betas
     return betas.clamp(max=0.999)
-
-
-def _cosine_betas(timesteps: int, s: float = 0.008) -> torch.Tensor:
-    # Nichol & Dhariwal 2021; identical to diffusers' "squaredcos_cap_v2".
-    def abar(u: float) -> float:
-        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-
-    return torch.tensor([min(1 - abar((i + 1) / timesteps) / abar(i / timesteps), 0.999)
-                         for i in range(timesteps)], dtype=torch.float64)
 
 
 class NoiseSchedule:
     """A discrete variance-preserving noise schedule.
 
-    Betas are rounded to float32 (the precision diffusers schedulers store them in) so
+    Betas come from diffusers in float32 (the precision its schedulers store them in) so
     that the sampler's schedule is bit-identical; cumulative products are float64.
 
     Args:
@@ -113,8 +105,7 @@ class NoiseSchedule:
             raise ValueError(f"timesteps must be >= 2, got {timesteps}")
         self.kind = kind
         self.timesteps = int(timesteps)
-        raw = _linear_betas(timesteps) if kind == "linear" else _cosine_betas(timesteps)
-        self.betas = raw.float().double()                                   # (T,) float64
+        self.betas = _betas(kind, timesteps).float().double()               # (T,) float64
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)         # (T,) float64
 
     @classmethod
@@ -222,7 +213,7 @@ class FrequencySNR:
     @classmethod
     def from_data(cls, images: torch.Tensor, schedule: NoiseSchedule) -> "FrequencySNR":
         """S_k from (N, C, H, W) images in [-1, 1]."""
-        return cls(power_spectrum(images), schedule)
+        return cls(mean_power_spectrum(images), schedule)
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W//2+1) float32: SNR_k(t) per sample and frequency."""

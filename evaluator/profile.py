@@ -177,12 +177,17 @@ def diffusers_peer(image: tuple[int, int, int], target_params: int):
 
 
 # --------------------------------------------------------------------------- blocks
-def _scaled_config(name: str, examples: dict, width: int, size: int):
-    """The block's example config with channels set to ``width`` and spatial size ``size``."""
+# Blocks whose time as a ratio to one conv means nothing, and why (listed, not timed).
+UNTIMED = {"input": "graph input, computes nothing", "timestep": "graph input, computes nothing",
+           "unet": "a whole network: profile a spec that uses it instead"}
+
+
+def _scaled_config(name: str, width: int, size: int):
+    """The block's registered example with channels set to ``width`` and size ``size``."""
+    import blocks
     from blocks import TensorSpec
 
-    params, inputs = examples[name]
-    params = dict(params)
+    params, inputs = blocks.get(name).example_config()
     if "channels" in params:
         params["channels"] = width
     scaled = []
@@ -229,24 +234,21 @@ def profile_blocks(*, width: int = WIDTH, size: int = SIZE, batch: int = BATCH,
     """Each block's fwd+bwd time as a ratio to a same-width real 3x3 conv on the same grid.
 
     Every block is timed interleaved with its own reference conv, so slow phases of a
-    noisy machine hit both alike. Complex convs are also timed in every exact mode.
+    noisy machine hit both alike. Complex convs are also timed in every exact mode. A
+    block that cannot be timed gets a row with ``untimed`` saying why, never no row.
     """
-    import sys
-
     import torch
 
     import blocks
 
-    examples: dict = {}
-    for mod in list(sys.modules.values()):
-        if getattr(mod, "__name__", "").startswith("blocks.") and hasattr(mod, "EXAMPLES"):
-            examples.update(mod.EXAMPLES)
     rows = []
     gen = torch.Generator().manual_seed(0)
     for name in only or blocks.names():
-        if name in ("input", "timestep", "unet") or name not in examples:
+        family = blocks.get(name).family
+        if name in UNTIMED:
+            rows.append({"block": name, "family": family, "untimed": UNTIMED[name]})
             continue
-        params, specs = _scaled_config(name, examples, width, size)
+        params, specs = _scaled_config(name, width, size)
         variants = {name: params}
         if "mode" in blocks.get(name).params.model_fields:
             field = blocks.get(name).params.model_fields["mode"]
@@ -256,7 +258,9 @@ def profile_blocks(*, width: int = WIDTH, size: int = SIZE, batch: int = BATCH,
             try:
                 mod = blocks.build(name, ps, specs)
             except Exception as e:  # a block that cannot take the scaled shape
-                rows.append({"block": label, "error": str(e).splitlines()[0]})
+                rows.append({"block": label, "family": family,
+                             "untimed": f"cannot build at width {width}, {size}x{size}: "
+                                        f"{str(e).splitlines()[0]}"})
                 continue
             xs = _inputs(specs, batch, gen)
             grid = next((s.shape for s in specs if len(s.shape) == 3), (width, size, size))

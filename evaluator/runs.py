@@ -17,7 +17,6 @@ Every JSON file is written atomically (temporary file in the same folder, fsync,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from archspec import canonical, load_spec, spec_hash
 from archspec.errors import UserError
 
 STATUSES = ("created", "running", "finished", "failed")
@@ -37,26 +37,13 @@ os.umask(_UMASK)
 
 
 def canonical_dict(spec: Any) -> dict:
-    """The resolved spec as a JSON-able dict (``archspec.canonical`` when available)."""
-    try:
-        from archspec import canonical
-    except ImportError:  # the spec package may not export it yet
-        canonical = None
-    if canonical is not None:
-        return canonical(spec)
-    return spec.model_dump(mode="json", by_alias=True)
+    """The resolved spec as a JSON-able dict (:func:`archspec.canonical`)."""
+    return canonical(spec)
 
 
 def hash_spec(spec: Any) -> str:
-    """Hash identifying an architecture + its training setup (``archspec.spec_hash``)."""
-    try:
-        from archspec import spec_hash
-    except ImportError:
-        spec_hash = None
-    if spec_hash is not None:
-        return spec_hash(spec)
-    blob = json.dumps(canonical_dict(spec), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Hash identifying an architecture + its training setup (:func:`archspec.spec_hash`)."""
+    return spec_hash(spec)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -189,14 +176,7 @@ class RunDir:
 
     def load_spec(self) -> Any:
         """The stored resolved spec as a validated :class:`archspec.spec.Spec`."""
-        try:
-            from archspec import load_spec
-        except ImportError:
-            load_spec = None
-        if load_spec is not None:
-            return load_spec(self.spec_yaml)
-        from archspec.spec import Spec
-        return Spec.model_validate(self.spec_dict())
+        return load_spec(self.spec_yaml)
 
     # ---- status / metrics / logs --------------------------------------------------
     def status(self) -> dict:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from archspec.choices import CLIP_POLICIES, PREDICTIONS
 from archspec.errors import UserError
 from blocks.registry import Entry, Registry
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 SAMPLERS: Registry[Entry] = Registry("sampler")
 
 PREDICTION_TYPES = {"epsilon": "epsilon", "x0": "sample", "v": "v_prediction"}
-CLIP_POLICIES = ("none", "clip", "dynamic")
 TIMESTEP_SPACING = "trailing"
 DYNAMIC_RATIO = 0.995
 DYNAMIC_SAMPLE_MAX = 1.0e4
@@ -58,7 +58,7 @@ def _build(name: str, *args: Any, **kwargs: Any) -> Any:
 
 def _register(name: str, scheduler: str, doc: str, *, kwargs: dict | None = None,
               clip_mode: str | None = "thresholding", stochastic: bool = False,
-              predictions: tuple[str, ...] = ("epsilon", "x0", "v")) -> None:
+              predictions: tuple[str, ...] = PREDICTIONS) -> None:
     clips = {"thresholding": CLIP_POLICIES, "clip_sample": ("none", "clip"),
              None: ("none",)}[clip_mode]
     extra = {"scheduler": scheduler, "kwargs": dict(kwargs or {}), "clip_mode": clip_mode,

@@ -208,14 +208,10 @@ def _make_loss(spec: Any, images: torch.Tensor, device: torch.device) -> Callabl
     from evaluator.diffusion import FrequencySNR, NoiseSchedule, diffusion_loss
 
     d = spec.diffusion
-    schedule = NoiseSchedule.from_spec(d)
-    if hasattr(schedule, "to"):
-        schedule = schedule.to(device)
+    schedule = NoiseSchedule.from_spec(d)  # moves its tables to t's device when indexed
     freq_snr = None
     if d.loss.freq_weighting == "snr":
         freq_snr = FrequencySNR.from_data(images, schedule)
-        if hasattr(freq_snr, "to"):
-            freq_snr = freq_snr.to(device)
 
     def step_loss(model: nn.Module, x0: torch.Tensor, t: torch.Tensor,
                   noise: torch.Tensor) -> torch.Tensor:

@@ -98,8 +98,8 @@ def _models_table(results: list[ModelProfile], compare: dict[str, float]) -> str
 def _blocks_table(rows: list[dict]) -> str:
     lines = [f"{'block':<36}{'fwd+bwd ms':>11}{'conv ms':>9}{'ratio':>7}", "-" * 63]
     for r in rows:
-        if "error" in r:
-            lines.append(f"{r['block']:<36}  skipped: {r['error']}")
+        if "untimed" in r:
+            lines.append(f"{r['block']:<36}  not timed: {r['untimed']}")
         else:
             lines.append(f"{r['block']:<36}{r['fwd_bwd_ms']:>11.2f}{r['real_conv_ms']:>9.2f}"
                          f"{r['ratio_to_real_conv']:>7.2f}")

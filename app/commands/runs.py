@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 from app.commands.spec import add_overrides
+from archspec.choices import CLIP_POLICIES, DEVICES
 
-DEVICES = ("auto", "cpu", "cuda")
-CLIPS = ("none", "clip", "dynamic")
 
 
 def _add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
@@ -91,7 +90,7 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="initial-noise seed (default: 0)")
     p.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
-    p.add_argument("--clip", choices=CLIPS, default=None,
+    p.add_argument("--clip", choices=CLIP_POLICIES, default=None,
                    help="x0 clipping policy (default: the spec's evaluate.clip)")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of EMA")
     _add_common(p, out=False)

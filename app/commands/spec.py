@@ -101,7 +101,8 @@ def run_blocks(args: argparse.Namespace) -> int:
             continue
         params = {k: _describe_field(f) for k, f in e.params.model_fields.items()}
         out.append({"block": name, "family": e.family, "takes": list(e.takes),
-                    "gives": e.gives, "params": params, "doc": e.doc})
+                    "gives": e.gives, "params": params, "doc": e.doc, "twin": e.twin,
+                    "source": e.source})
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -110,6 +111,10 @@ def run_blocks(args: argparse.Namespace) -> int:
         print(f"{b['block']:<28} {b['family']:<18} ({', '.join(b['takes'])}) -> {b['gives']}")
         print(f"    {b['doc']}")
         print(f"    params: {ps}")
+        if b["twin"]:
+            print(f"    twin: {b['twin']}")
+        if not b["source"].startswith("blocks."):
+            print(f"    from: {b['source']}")  # a plugin's block says where it lives
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from blocks import fourier
 from evaluator.metrics import result
 
 _EPS = 1e-12
@@ -47,27 +48,18 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
 
 
 def rfft_weights(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
-    """(H, W//2+1) multiplicity of each rfft2 coefficient in the full spectrum (1 or 2)."""
-    wt = torch.full((h, w // 2 + 1), 2.0, dtype=torch.float64, device=device)
-    wt[:, 0] = 1.0
-    if w % 2 == 0:
-        wt[:, -1] = 1.0  # the Nyquist column is its own mirror
-    return wt
+    """(H, W//2+1) float64 multiplicity of each rfft2 coefficient in the full spectrum."""
+    return fourier.rfft_multiplicity(h, w, device=device)
 
 
 def frequency_radius(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
     """(H, W//2+1) radius ``sqrt(fy^2 + fx^2)`` of each rfft2 coefficient, cycles/pixel."""
-    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=device)
-    fx = torch.fft.rfftfreq(w, dtype=torch.float64, device=device)
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    return fourier.frequency_radius(h, w, device=device)
 
 
 def power_spectrum(images: torch.Tensor, remove_mean: bool = True) -> torch.Tensor:
     """Per-image, per-channel ``|rfft2(x)|^2`` (orthonormal), (B, C, H, W//2+1) float64."""
-    x = _as_images(images)
-    if remove_mean:
-        x = x - x.mean(dim=(-2, -1), keepdim=True)
-    return torch.fft.rfft2(x, norm="ortho").abs() ** 2
+    return fourier.power_spectrum(_as_images(images), remove_mean=remove_mean)
 
 
 def spectral_energy(images: torch.Tensor, remove_mean: bool = False) -> torch.Tensor:
@@ -80,7 +72,7 @@ def spectral_energy(images: torch.Tensor, remove_mean: bool = False) -> torch.Te
 
 def radial_bins(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
     """(H, W//2+1) long: radial bin of each coefficient, ``round(radius * min(H, W))``."""
-    return torch.round(frequency_radius(h, w, device) * min(h, w)).long()
+    return fourier.radial_bins(h, w, device=device)
 
 
 def radial_power_spectrum(images: torch.Tensor, remove_mean: bool = True,
@@ -110,8 +102,7 @@ def band_index(h: int, w: int, n_bands: int, device: torch.device | None = None)
     coefficient; radii above 0.5 (the corners) belong to the last band."""
     if n_bands < 1:
         raise ValueError(f"n_bands must be >= 1, got {n_bands}")
-    r = frequency_radius(h, w, device)
-    return torch.clamp(torch.floor(r / 0.5 * n_bands), max=n_bands - 1).long()
+    return fourier.band_index(h, w, n_bands, device=device)
 
 
 def band_energy_shares(images: torch.Tensor, n_bands: int = 4, remove_mean: bool = True,

@@ -30,3 +30,12 @@ def gradcheck_module(m: torch.nn.Module, *inputs: torch.Tensor, fast: bool = Fal
                                           args[len(names):])
 
     return torch.autograd.gradcheck(f, params + inputs, eps=1e-6, atol=1e-5, fast_mode=fast)
+
+
+def family_examples(family: str) -> dict:
+    """``{name: (params, inputs)}`` of every registered block of ``family``, from the
+    example each block carries in its registration."""
+    import blocks
+
+    return {n: blocks.get(n).example_config() for n in blocks.names()
+            if blocks.get(n).family == family}

@@ -7,9 +7,12 @@ import torch
 from torch import nn
 
 import blocks
-from blocks.adapters import (EXAMPLES, FFT2, IFFT2, IRFFT2, RFFT2, concat_domain, convert,
+from blocks.adapters import (FFT2, IFFT2, IRFFT2, RFFT2, concat_domain, convert,
                              domain_channels, from_dual, spec_for, to_dual)
 from blocks.core import TensorSpec
+from tests.blocks.helpers import family_examples
+
+EXAMPLES = family_examples("adapter")
 
 
 def _x(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -10,7 +10,9 @@ import torch
 
 from blocks import attention
 from blocks.core import TensorSpec, build_block
-from tests.blocks.helpers import cspec, crandn, gradcheck_module
+from tests.blocks.helpers import cspec, crandn, family_examples, gradcheck_module
+
+EXAMPLES = family_examples("spectral_attention")
 
 EMB = TensorSpec("embed", (6,))
 
@@ -38,7 +40,7 @@ def manual_mha(attn: attention.TokenAttention, x: torch.Tensor) -> torch.Tensor:
     return attn.out(torch.cat(outs, dim=-1))
 
 
-NAMES = sorted(attention.EXAMPLES)
+NAMES = sorted(EXAMPLES)
 
 
 # --------------------------------------------------------------------------- all variants
@@ -48,7 +50,7 @@ NAMES = sorted(attention.EXAMPLES)
 @pytest.mark.parametrize("c,h,wh", [(4, 8, 5), (3, 32, 17)])
 @pytest.mark.parametrize("with_embed", [False, True])
 def test_residual_shape_and_meta(name, c, h, wh, with_embed):
-    params = attention.EXAMPLES[name][0]
+    params = EXAMPLES[name][0]
     specs = [cspec(c, h, wh)] + ([EMB] if with_embed else [])
     z = crandn(2, c, h, wh)
     args = [z] + ([torch.randn(2, 6)] if with_embed else [])
@@ -63,7 +65,7 @@ def test_residual_shape_and_meta(name, c, h, wh, with_embed):
 
 
 def _gradcheck(name: str, fast: bool) -> bool:
-    params = dict(attention.EXAMPLES[name][0])
+    params = dict(EXAMPLES[name][0])
     if name == "lowrank_spectral":
         params["modes"] = 2
     elif name != "global_filter":
@@ -91,7 +93,7 @@ def test_gradcheck_full_jacobian(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_gets_a_gradient(name):
-    params, specs = attention.EXAMPLES[name]
+    params, specs = EXAMPLES[name]
     m = build_block(name, params, specs)
     out = m(crandn(2, *specs[0].shape), torch.randn(2, *specs[1].shape))
     (out.abs() ** 2).sum().backward()
@@ -256,7 +258,7 @@ def test_nystrom_with_constant_logits_is_the_mean_of_values():
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_under_bf16_autocast(name):
     # mixed precision hands back bf16 from the linear layers; the spectrum must stay complex64
-    params, specs = attention.EXAMPLES[name]
+    params, specs = EXAMPLES[name]
     m = build_block(name, params, specs)
     for p in m.parameters():
         with torch.no_grad():

@@ -10,6 +10,9 @@ from torch.autograd import gradcheck
 
 import blocks.complex as bc
 from blocks.core import TensorSpec, build_block, get_block
+from tests.blocks.helpers import family_examples
+
+EXAMPLES = family_examples("complex")
 
 MODES = ("native", "gauss", "block")
 
@@ -357,7 +360,7 @@ GRAD_CASES = {
 
 def test_every_complex_block_has_a_gradcheck_case_and_example():
     names = {n for n, _ in GRAD_CASES.values()}
-    assert names == set(bc.NAMES.values()) == set(bc.EXAMPLES)
+    assert names == set(bc.NAMES.values()) == set(EXAMPLES)
 
 
 MODE_DEPENDENT = ("complex_batch_norm", "complex_dropout", "complex_resblock")
@@ -378,9 +381,9 @@ def test_gradcheck(case, train):
     check_grad(m, inputs, seed=0)
 
 
-@pytest.mark.parametrize("name", sorted(bc.EXAMPLES))
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_examples_build_on_meta_and_match_real_shapes(name):
-    params, spec = bc.EXAMPLES[name]
+    params, spec = EXAMPLES[name]
     xs = [torch.randn(2, *s.shape, dtype=torch.complex64 if s.domain == "complex" else None)
           for s in spec]
     with torch.device("meta"):

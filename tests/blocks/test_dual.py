@@ -10,6 +10,10 @@ from torch.autograd import gradcheck
 import blocks.complex as bc
 import blocks.dual as bd
 from blocks.core import TensorSpec, build_block, get_block
+from blocks.fourier import from_dual, to_dual
+from tests.blocks.helpers import family_examples
+
+EXAMPLES = family_examples("dual")
 
 MODES = ("native", "gauss", "block")
 
@@ -52,7 +56,7 @@ def twins(key: str, params: dict, embed: bool):
 
 def test_cases_cover_every_block_and_share_param_models():
     assert {k for k, _ in CASES.values()} == set(bc.CLASSES) == set(bd.CLASSES)
-    assert set(bd.EXAMPLES) == set(bd.NAMES.values())
+    assert set(EXAMPLES) == set(bd.NAMES.values())
     for key in bc.CLASSES:
         c, d = get_block(bc.NAMES[key]), get_block(bd.NAMES[key])
         assert c.params is d.params  # a spec swaps twins by block name only
@@ -69,19 +73,19 @@ def test_twin_computes_same_function_and_gradients(case, train):
     cm.train(train), dm.train(train)
     g = torch.Generator().manual_seed(5)
     z = torch.randn(3, C, 8, 5, dtype=torch.complex64, generator=g).requires_grad_()
-    x = bd.to_dual(z.detach()).requires_grad_()
+    x = to_dual(z.detach()).requires_grad_()
     extra = [torch.randn(3, 7, generator=g)] if embed else []
     torch.manual_seed(9)
     cout = cm(z, *extra)
     torch.manual_seed(9)
     dout = dm(x, *extra)
     assert dout.dtype == torch.float32 and dout.shape[1] == 2 * cout.shape[1]
-    torch.testing.assert_close(dout, bd.to_dual(cout), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dout, to_dual(cout), rtol=1e-5, atol=1e-5)
     # same loss on both sides -> same gradients for the input and every parameter
     w = torch.randn(dout.shape, generator=g)
-    (bd.to_dual(cout) * w).sum().backward()
+    (to_dual(cout) * w).sum().backward()
     (dout * w).sum().backward()
-    torch.testing.assert_close(x.grad, bd.to_dual(z.grad), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x.grad, to_dual(z.grad), rtol=1e-4, atol=1e-4)
     for (n, pc), (_, pd) in zip(cm.named_parameters(), dm.named_parameters()):
         torch.testing.assert_close(pd.grad, pc.grad, rtol=1e-4, atol=1e-4, msg=n)
     for (n, bc_), (_, bd_) in zip(cm.named_buffers(), dm.named_buffers()):
@@ -93,9 +97,9 @@ def test_magnitude_activations_agree_and_stay_finite_at_zero(key):
     cm, dm = twins(key, {}, False)
     z = torch.zeros(1, C, 8, 5, dtype=torch.complex64)
     z[0, 0, 0, 0] = 1 + 2j
-    x = bd.to_dual(z).requires_grad_()
+    x = to_dual(z).requires_grad_()
     out = dm(x)
-    torch.testing.assert_close(out, bd.to_dual(cm(z)))
+    torch.testing.assert_close(out, to_dual(cm(z)))
     (out.square().sum() + out.sum()).backward()
     assert torch.isfinite(x.grad).all()
 
@@ -132,13 +136,13 @@ def test_dual_block_conv_is_one_real_conv_over_stacked_channels():
 
 def test_dual_down_up_in_real_space():
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    X = bd.to_dual(torch.fft.rfft2(x, norm="ortho"))
+    X = to_dual(torch.fft.rfft2(x, norm="ortho"))
     down, up = bd.DualDown(), bd.DualUp()
-    small = torch.fft.irfft2(bd.from_dual(down(X)), s=(4, 4), norm="ortho")
+    small = torch.fft.irfft2(from_dual(down(X)), s=(4, 4), norm="ortho")
     rs = scipy.signal.resample
     np.testing.assert_allclose(small.numpy(), rs(rs(x.numpy(), 4, axis=-2), 4, axis=-1),
                                atol=1e-12)
-    big = torch.fft.irfft2(bd.from_dual(up(X)), s=(16, 16), norm="ortho")
+    big = torch.fft.irfft2(from_dual(up(X)), s=(16, 16), norm="ortho")
     torch.testing.assert_close(big[..., ::2, ::2], x)
     torch.testing.assert_close(down(up(X)), X)
 
@@ -164,9 +168,9 @@ def test_dual_gradcheck(case):
     assert gradcheck(f, (*xs, *ps), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
 
 
-@pytest.mark.parametrize("name", sorted(bd.EXAMPLES))
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_examples_build_on_meta(name):
-    params, spec = bd.EXAMPLES[name]
+    params, spec = EXAMPLES[name]
     xs = [torch.randn(2, *s.shape) for s in spec]
     with torch.device("meta"):
         meta_out = build_block(name, params, spec)(*[x.to("meta") for x in xs])

@@ -12,7 +12,10 @@ from torch import nn
 import blocks
 from blocks.adapters import from_dual, to_dual
 from blocks.core import TensorSpec
-from blocks.spatial import EXAMPLES, ResBlock, SelfAttention, norm_groups
+from blocks.spatial import ResBlock, SelfAttention, norm_groups
+from tests.blocks.helpers import family_examples
+
+EXAMPLES = family_examples("spatial")
 
 
 def R(c: int, h: int = 8, w: int | None = None) -> TensorSpec:

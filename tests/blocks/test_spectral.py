@@ -10,7 +10,9 @@ import torch
 
 from blocks import spectral
 from blocks.core import TensorSpec, build_block
-from tests.blocks.helpers import cspec, crandn, gradcheck_module
+from tests.blocks.helpers import cspec, crandn, family_examples, gradcheck_module
+
+EXAMPLES = family_examples("spectral")
 
 
 def np_centred_radius(h: int, w: int) -> np.ndarray:
@@ -236,10 +238,10 @@ def _sample(spec: TensorSpec, device: str = "cpu") -> torch.Tensor:
     return torch.randn(2, *spec.shape, device=device)
 
 
-@pytest.mark.parametrize("name", sorted(spectral.EXAMPLES))
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
 @pytest.mark.parametrize("size", [8, 32])
 def test_every_block_runs_on_meta_with_the_real_shapes(name, size):
-    params, specs = spectral.EXAMPLES[name]
+    params, specs = EXAMPLES[name]
     specs = [TensorSpec(s.domain, (s.shape[0], size, size // 2 + 1)) if s.domain == "complex"
              else s for s in specs]
     real = build_block(name, params, specs)(*[_sample(s) for s in specs])

@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 import blocks
 from blocks.core import TensorSpec
-from blocks.time import EXAMPLES, TimeEmbedding, sinusoidal_embedding
+from blocks.time import TimeEmbedding, sinusoidal_embedding
+
+EXAMPLES = {"time_embedding": blocks.get("time_embedding").example_config()}
 
 T = TensorSpec("time", ())
 

@@ -12,7 +12,9 @@ import blocks
 from blocks.adapters import IRFFT2, RFFT2
 from blocks.core import TensorSpec
 from blocks.spatial import SelfAttention
-from blocks.unet import EXAMPLES, UNet
+from blocks.unet import UNet
+
+EXAMPLES = {"unet": blocks.get("unet").example_config()}
 
 EMB = TensorSpec("embed", (16,))
 

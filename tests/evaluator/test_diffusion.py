@@ -9,7 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from archspec.spec import DiffusionSpec, LossSpec
 from evaluator.diffusion import (FrequencySNR, NoiseSchedule, describe_loss, diffusion_loss,
-                                 frequency_weight, power_spectrum, radial_bins,
+                                 frequency_weight, mean_power_spectrum, radial_bins,
                                  radial_profile, rfft_multiplicity, time_weight)
 
 
@@ -213,7 +213,7 @@ def test_radial_profile_against_loop():
 
 def test_power_spectrum_parseval():
     x = torch.randn(10, 2, 8, 8)
-    p = power_spectrum(x)
+    p = mean_power_spectrum(x)
     torch.testing.assert_close((rfft_multiplicity(8, 8).double() * p).sum(),
                                x.double().pow(2).sum(dim=(2, 3)).mean(), rtol=1e-6, atol=0.0)
 

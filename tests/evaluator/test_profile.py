@@ -48,13 +48,34 @@ def test_profile_json_fields(capsys):
     assert out["batch_size"] == 2 and out["params"] == 686_403 and out["flops"] > 0
 
 
-def test_profile_blocks_ratios():
+def test_profile_blocks_ratio_is_block_time_over_conv_time(monkeypatch):
+    import evaluator.profile as prof
+
+    calls = []
+
+    def fake_timer(fns, repeats):
+        calls.append(sorted(fns))
+        for f in fns.values():
+            f()  # the block and the reference conv really run forward and backward
+        return {"block": 6.0, "ref": 2.0}
+
+    monkeypatch.setattr(prof, "interleaved_median_ms", fake_timer)
     rows = profile_blocks(repeats=1, only=["complex_conv", "conv"], batch=2)
-    names = {r["block"] for r in rows}
-    assert "conv" in names and "complex_conv" in names
-    assert any(n.startswith("complex_conv[mode=") for n in names)
+    names = [r["block"] for r in rows]
+    modes = {f"complex_conv[mode={m}]" for m in ("block", "gauss", "native")}
+    assert set(names) == {"conv", "complex_conv"} | modes
+    assert all(c == ["block", "ref"] for c in calls) and len(calls) == len(rows)
     for r in rows:
-        assert r["ratio_to_real_conv"] > 0 and r["fwd_bwd_ms"] > 0
+        assert (r["fwd_bwd_ms"], r["real_conv_ms"], r["ratio_to_real_conv"]) == (6.0, 2.0, 3.0)
+
+
+def test_profile_blocks_lists_what_it_cannot_time(capsys):
+    rows = profile_blocks(repeats=1, only=["input", "unet"], batch=2)
+    assert [r["block"] for r in rows] == ["input", "unet"]
+    assert all("untimed" in r and "fwd_bwd_ms" not in r for r in rows)
+    assert main(["profile", "--blocks", "--only", "timestep"]) == 0
+    out = capsys.readouterr().out
+    assert "timestep" in out and "not timed: graph input" in out
 
 
 def test_profile_needs_a_spec(capsys):
