@@ -69,6 +69,9 @@ class UNetParams(BlockParams):
     head: str | None = Field(None, description="output head block taking the decoder domain "
                              "and giving real (spectral_head, dual_head); default: to pixels, "
                              "then GroupNorm - SiLU - conv3x3")
+    head_params: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="extra parameters for the head block, e.g. "
+        "{norm: group, act: crelu, zero_init: true} for spectral_head")
     groups: int = Field(8, gt=0, le=1024)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
@@ -209,6 +212,8 @@ def _head(p: UNetParams, domain: str, c: int, c_out: int, size: tuple[int, int]
           ) -> tuple[nn.Module, nn.Module]:
     """(to_real, head): the default pixel-space head, or the ``head`` block on ``domain``."""
     if p.head is None:
+        if p.head_params:
+            raise ValueError("unet: head_params needs a head block (head: spectral_head, ...)")
         return convert(domain, "real", size=size), nn.Sequential(
             group_norm(c, p.groups), nn.SiLU(), zero_(nn.Conv2d(c, c_out, 3, padding=1)))
     entry = get_block(p.head)
@@ -217,7 +222,8 @@ def _head(p: UNetParams, domain: str, c: int, c_out: int, size: tuple[int, int]
         raise ValueError(f"unet: head {p.head!r} must take the decoder domain {domain!r} and "
                          f"give 'real', but takes {takes!r} and gives "
                          f"{entry.output_domain([takes or domain])!r}")
-    head = _build(entry, [spec_for(domain, c, size)], out_channels=c_out, size=size[1])
+    head = _build(entry, [spec_for(domain, c, size)], p.head_params, out_channels=c_out,
+                  size=size[1], groups=p.groups)
     return nn.Identity(), head
 
 

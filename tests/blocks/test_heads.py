@@ -154,3 +154,83 @@ def test_heads_run_under_bf16_autocast_with_fp32_fft(name):
     ref = m(x)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max() <= 2e-2 * ref.abs().max()
+
+
+# ---- head options: norm, activation, zero init -------------------------------------------
+def _rms_group_norm(z: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
+    """z / sqrt(mean over each channel group of |z|^2 + eps), written out (gain 1, bias 0)."""
+    b, c = z.shape[:2]
+    ms = (z.abs() ** 2).reshape(b, groups, -1).mean(-1)                     # (B, G)
+    return z / torch.sqrt(ms + eps).repeat_interleave(c // groups, 1)[..., None, None]
+
+
+def test_normed_head_matches_a_hand_written_reference():
+    c, o, groups = 4, 2, 2
+    m = build_block("spectral_head", {"out_channels": o, "norm": "group", "act": "crelu",
+                                      "groups": groups}, [cspec(c, 8, 5)]).double()
+    z = 3.0 * crandn(2, c, 8, 5, dtype=torch.complex128)
+    h = _rms_group_norm(z, groups)
+    h = torch.complex(h.real.clamp(min=0), h.imag.clamp(min=0))            # CReLU
+    y = np.einsum("bchw,oc->bohw", h.numpy(), torch.view_as_complex(m.weight).detach().numpy())
+    np.testing.assert_allclose(m(z).detach().numpy(), np_image_from_half(y, 8), atol=1e-10)
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_normed_head_does_not_see_the_input_scale(norm):
+    # The bare head's output grows with its input; a normalised head's does not, which is
+    # what the norm is for (a spectrum's magnitude varies by orders across frequencies).
+    m = build_block("spectral_head", {"norm": norm, "act": "modrelu"}, [cspec(4, 8, 5)]).double()
+    bare = build_block("spectral_head", {"norm": "none"}, [cspec(4, 8, 5)]).double()
+    z = 10.0 * crandn(8, 4, 8, 5, dtype=torch.complex128)   # mean |z|^2 >> the norm's eps
+    m.train()
+    assert torch.allclose(m(100.0 * z), m(z), atol=1e-6)
+    assert not torch.allclose(bare(100.0 * z), bare(z), atol=1e-3)
+
+
+@pytest.mark.parametrize("name,spec", [("spectral_head", cspec(4, 8, 5)),
+                                       ("dual_head", TensorSpec("dual", (8, 8, 5)))])
+def test_zero_init_head_starts_at_its_bias_and_still_learns(name, spec):
+    m = build_block(name, {"zero_init": True, "norm": "group", "act": "crelu"}, [spec]).double()
+    x = (crandn(2, *spec.shape, dtype=torch.complex128) if spec.domain == "complex"
+         else torch.randn(2, *spec.shape, dtype=torch.float64))
+    out = m(x)
+    assert torch.equal(out, torch.zeros_like(out))          # bias starts at zero too
+    proj = m.weight if name == "spectral_head" else m.proj.weight
+    (out - 1).square().sum().backward()
+    assert proj.grad.abs().max() > 1e-3                     # gradients reach the projection
+
+
+@pytest.mark.parametrize("norm,act", [("group", "crelu"), ("group", "modrelu"),
+                                      ("batch", "cardioid"), ("none", "zrelu")])
+def test_dual_head_options_are_twins_of_the_complex_ones(norm, act):
+    c, o = 4, 2
+    params = {"out_channels": o, "norm": norm, "act": act, "groups": 2}
+    sh = build_block("spectral_head", params, [cspec(c, 8, 5)]).double()
+    dh = build_block("dual_head", params, [TensorSpec("dual", (2 * c, 8, 5))]).double()
+    a, b = sh.weight[..., 0].detach(), sh.weight[..., 1].detach()
+    with torch.no_grad():
+        dh.proj.weight.copy_(torch.cat([torch.cat([a, -b], 1), torch.cat([b, a], 1)], 0)[..., None,
+                                                                                         None])
+    assert [type(t).__name__ for t in dh.pre.modules()][1:] == [
+        "Dual" + type(t).__name__.removeprefix("Complex") for t in sh.pre.modules()][1:]
+    z = crandn(3, c, 8, 5, dtype=torch.complex128)
+    sh.train(), dh.train()
+    assert torch.allclose(dh(torch.cat([z.real, z.imag], 1)), sh(z), atol=1e-10)
+
+
+def test_unet_passes_head_params_to_its_head():
+    from blocks.core import build_block as build
+    from blocks.core import TensorSpec as TS
+
+    x, emb = TS("real", (1, 8, 8)), TS("embed", (16,))
+    base = {"channels": 8, "channel_mult": [1, 2], "encoder": "complex_resblock",
+            "mid_attention": False, "head": "spectral_head"}
+    m = build("unet", {**base, "head_params": {"norm": "group", "zero_init": True}}, [x, emb])
+    assert isinstance(m.head.pre[0], torch.nn.Module) and type(m.head.pre[0]).__name__ == (
+        "ComplexGroupNorm")
+    out = m(torch.randn(2, 1, 8, 8), torch.randn(2, 16))
+    assert torch.equal(out, torch.zeros_like(out))
+    with pytest.raises(ValueError, match="head_params needs a head block"):
+        build("unet", {**base, "head": None, "head_params": {"norm": "group"}}, [x, emb])
+    with pytest.raises(ValueError, match="norm"):
+        build("unet", {**base, "head_params": {"norm": "layer"}}, [x, emb])
