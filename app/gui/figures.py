@@ -71,8 +71,9 @@ def panel_figure(band_energy: Any, stats: dict, ref: dict | None, k: int,
     """2x2 under one panel: RAPS of x0-hat at step k vs data; band energy vs step (marker
     at k, data shares dashed); log-magnitude and phase histograms at step k."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=(
-        "radial power (x0-hat vs data)", "band energy share vs step",
-        "log10 |F| density", "phase density"), vertical_spacing=0.16)
+        "RAPS: x0-hat (red), data", "band share vs step", "log10 |F|", "phase"),
+        vertical_spacing=0.16, horizontal_spacing=0.12)
+    fig.update_annotations(font_size=11)
     if "raps" in stats:
         r, p = stats["raps"]["radius"][1:], stats["raps"]["power"][1:]
         fig.add_trace(go.Scatter(x=r, y=p, name="x0-hat", line=dict(color="#d62728")), 1, 1)

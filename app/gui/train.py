@@ -39,14 +39,15 @@ def build(ctx: Context) -> None:
     message = gr.Markdown("")
     jobs = gr.Dataframe(headers=QUEUE_COLUMNS, label="queue", interactive=False)
     curve = gr.Plot(label="loss (selected or latest job)")
-    timer = gr.Timer(1.0)
+    refresh = gr.Button("refresh queue")
+    timer = gr.Timer(1.0, active=False)  # polls only while a job is queued or running
 
     @ui_errors
     def do_submit(paths, b, dev, ev, ov):
         lines = [ln.strip() for ln in (ov or "").splitlines() if ln.strip()]
         job = ctx.jobs.submit(list(paths or []), budget=b, device=dev, evaluate=bool(ev),
                               overrides=lines)
-        return f"queued `{job.id}` on {job.device}", job.id
+        return f"queued `{job.id}` on {job.device}", job.id, gr.Timer(active=True)
 
     @ui_errors
     def do_cancel(jid):
@@ -63,9 +64,12 @@ def build(ctx: Context) -> None:
         sel = sel or (snap[-1] if snap else None)
         fig = (figures.loss_curve(sel["losses"], f"{sel['id']}: {sel['phase']}")
                if sel and sel["losses"] else figures.empty("no job yet"))
-        return queue_table(snap), fig
+        busy = any(j["state"] in ("queued", "running") for j in snap)
+        return queue_table(snap), fig, gr.Timer(active=busy)
 
-    submit.click(do_submit, [pick, budget, device, evaluate, overrides], [message, job_id],
-                 api_name="submit_job")
+    submit.click(do_submit, [pick, budget, device, evaluate, overrides],
+                 [message, job_id, timer], api_name="submit_job")
     cancel.click(do_cancel, job_id, message, api_name="cancel_job")
-    timer.tick(do_poll, job_id, [jobs, curve], api_name="jobs", show_progress="hidden")
+    timer.tick(do_poll, job_id, [jobs, curve, timer], api_name="jobs",
+               show_progress="hidden")
+    refresh.click(do_poll, job_id, [jobs, curve, timer], api_name=False)

@@ -1,5 +1,5 @@
 """A results root with two tiny trained runs and the app serving it on a free port,
-shared by the app tests of one module (trained and launched once)."""
+shared by the app tests (trained and launched once per session)."""
 from __future__ import annotations
 
 import os
@@ -33,7 +33,7 @@ def two_runs(root):
     return runs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served_app(tmp_path_factory):
     """(url, demo, runs, root): the app on 127.0.0.1:<free port>."""
     from app.gui import build_app, launch
