@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "train and evaluate specs; print a comparison table"),
     "report": ("app.commands.runs", "add_report_args", "run_report",
                "write Markdown + HTML reports for a results folder"),
+    "diff": ("app.commands.diff", "add_diff", "run_diff",
+             "what changed between two specs (files or run folders): nodes, parameters"),
+    "app": ("app.commands.gui", "add_app", "run_app",
+            "start the Gradio app (spec editor, side by side, results) on 127.0.0.1"),
 }
 
 

@@ -10,6 +10,11 @@ are cut off on resume, so ``loss.jsonl`` holds exactly one record per step).
 A non-finite loss or gradient norm stops the run: ``status.json`` records
 ``status: failed`` and ``reason: non-finite loss at step N``; no checkpoint is written for
 the failing step.
+
+Cancellation: an ``on_step`` callback that raises :class:`Cancelled` stops the run after
+the step it was called for; a checkpoint of that step is written and ``status.json``
+records ``status: cancelled, resumable: true``, so ``train(..., resume=True)`` continues
+exactly where it stopped.
 """
 from __future__ import annotations
 
@@ -58,6 +63,10 @@ class TrainResult:
 
 class NonFinite(RuntimeError):
     """The loss or gradient became NaN/inf; ``str()`` is the recorded reason."""
+
+
+class Cancelled(Exception):
+    """Raised by an ``on_step`` callback to stop training resumably; ``str()`` is the reason."""
 
 
 # ---- EMA ------------------------------------------------------------------------------
@@ -296,7 +305,7 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     log = open(run.loss_file, "a") if run is not None else None
     bar = tqdm(total=cfg.steps, initial=st.step, disable=not progress, desc=spec.name,
                unit="step", leave=False)
-    reason = None
+    reason, status = None, "finished"
     try:
         while st.step < cfg.steps:
             rec = _one_step(model, opt, ema, step_loss, images, gen, dev, cfg, n_t, st, monitor)
@@ -310,7 +319,11 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
             if run is not None and (st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps):
                 _checkpoint(run, spec, model, opt, ema, gen, st, log)
     except NonFinite as e:
-        reason = str(e)
+        reason, status = str(e), "failed"
+    except Cancelled as e:
+        reason, status = str(e) or "cancelled", "cancelled"
+        if run is not None and st.step > 0:
+            _checkpoint(run, spec, model, opt, ema, gen, st, log)
     finally:
         bar.close()
         monitor.remove()
@@ -322,7 +335,6 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
                "seconds": elapsed, "steps_per_second": done / elapsed if elapsed > 0 else None,
                "device": describe_device(dev), "params": n_params,
                "batch_size": cfg.batch_size, "seed": cfg.seed}
-    status = "failed" if reason else "finished"
     if run is not None:
         _finish_run(run, status, reason, metrics)
     return TrainResult(status, st.step, metrics, model, ema.state, run, reason)
@@ -385,6 +397,7 @@ def _truncate(path: Path, pos: int) -> None:
 
 def _finish_run(run: RunDir, status: str, reason: str | None, metrics: dict) -> None:
     extra = {"reason": reason} if reason else {}
+    extra["resumable"] = status == "cancelled"
     run.update_metrics("train", metrics)
     run.set_status(status, step=metrics["steps"], **extra)
     run.log(f"{status} at step {metrics['steps']}" + (f": {reason}" if reason else "")

@@ -1,0 +1,118 @@
+"""Results tab: the runs table (filter, sort, CSV), quality vs NFE, loss curves, band
+energy against the data, speed against parameters, and the sweep study view."""
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.gui import figures
+from app.gui.common import Context, ui_errors
+
+SORTABLE = ["name", "hash", "status", "dataset", "params", "steps", "loss_drop",
+            "steps_per_s"]
+
+
+def table(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
+    """Columns (the fixed ones, then every ``best FD`` column seen, then path) and values."""
+    from evaluator.runs import RUN_COLUMNS
+
+    extra = sorted({k for r in rows for k in r if k.startswith("best ")})
+    cols = [*RUN_COLUMNS, *extra, "path"]
+    return cols, [[_cell(r.get(c)) for c in cols] for r in rows]
+
+
+def _cell(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else ("" if v is None else v)
+
+
+def write_csv(cols: list[str], values: list[list[Any]]) -> str:
+    f = tempfile.NamedTemporaryFile("w", prefix="runs_", suffix=".csv", delete=False,
+                                    newline="")
+    with f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows(values)
+    return f.name
+
+
+def sweep_view(root: Path) -> tuple[str, Any, Any]:
+    """(message, main-effects figure, parallel-coordinates figure) of the sweep study under
+    ``root``; says there is nothing to show when no study exists.
+
+    To fill when the sweeps package lands: it is expected to offer
+    ``evaluator.sweeps.find_studies(root)`` and ``main_effects(study)`` /
+    ``parallel_coordinates(study)`` (Optuna studies are the source of truth); until then
+    this view reports that no study is available.
+    """
+    try:
+        from evaluator import sweeps  # type: ignore[attr-defined]
+    except ImportError:
+        return ("**no sweep study**: the sweeps package is not installed in this build",
+                None, None)
+    finder = getattr(sweeps, "find_studies", None)
+    studies = finder(root) if finder else []
+    if not studies:
+        return f"**no sweep study** under `{root}`", None, None
+    study = studies[0]
+    me = getattr(sweeps, "main_effects", None)
+    pc = getattr(sweeps, "parallel_coordinates", None)
+    return (f"sweep study: `{getattr(study, 'study_name', study)}`",
+            me(study) if me else None, pc(study) if pc else None)
+
+
+def build(ctx: Context) -> None:
+    with gr.Row():
+        text = gr.Textbox(label="filter (name, hash or dataset)", scale=3)
+        status = gr.Dropdown(choices=["", "created", "running", "finished", "failed",
+                                      "cancelled"], value="", label="status")
+        sort_by = gr.Dropdown(choices=SORTABLE, value="name", label="sort by")
+        desc = gr.Checkbox(label="descending", value=False)
+        query = gr.Button("query", variant="primary")
+    runs = gr.Dataframe(label="runs", interactive=False, wrap=True, elem_id="runs-table")
+    csv_file = gr.File(label="CSV export", interactive=False)
+    with gr.Row():
+        quality = gr.Plot(label="quality vs NFE")
+        loss = gr.Plot(label="loss curves")
+    with gr.Row():
+        bands = gr.Plot(label="band energy vs data")
+        speed = gr.Plot(label="speed vs parameters")
+    with gr.Accordion("sweep study", open=False):
+        sweep_msg = gr.Markdown("")
+        with gr.Row():
+            effects = gr.Plot(label="main effects")
+            parallel = gr.Plot(label="parallel coordinates")
+
+    @ui_errors
+    def do_query(t, st, sb, d):
+        from evaluator.runs import query_runs
+
+        rows = query_runs(ctx.root, t or "", st or None, sb or "name", bool(d))
+        cols, values = table(rows)
+        return {"headers": cols, "data": values}, write_csv(cols, values)
+
+    @ui_errors
+    def do_plots(t, st):
+        from evaluator.report import loss_figure, quality_figure, quality_metric, spectra_figure
+        from evaluator.runs import RunDir, query_runs
+
+        rows = query_runs(ctx.root, t or "", st or None)
+        rs = [RunDir(Path(r["path"])) for r in rows]
+        if not rs:
+            e = figures.empty("no runs")
+            return e, e, e, e
+        metric = quality_metric(rs)
+        q = quality_figure(rs, metric) if metric else figures.empty("no evaluated runs")
+        return q, loss_figure(rs), spectra_figure(rs), figures.speed_figure(rows)
+
+    @ui_errors
+    def do_sweep():
+        return sweep_view(ctx.root)
+
+    ev = query.click(do_query, [text, status, sort_by, desc], [runs, csv_file],
+                     api_name="runs")
+    ev.then(do_plots, [text, status], [quality, loss, bands, speed], api_name="results_plots")
+    query.click(do_sweep, None, [sweep_msg, effects, parallel], api_name="sweep")

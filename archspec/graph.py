@@ -1,0 +1,114 @@
+"""A validated spec as a networkx graph (for drawing, diffing, analysis).
+
+Nodes carry ``block``, ``family``, ``domain`` (of the node's output), ``shape`` and
+``params`` (parameter count); edges carry the ``domain`` and ``shape`` of the tensor they
+move. With ``expand_unet=True`` every ``unet`` composite is replaced by its stages
+(stem, encoder levels, middle, decoder levels, head) with the skip connections, as
+:func:`blocks.unet.build_unet` lays them out; stage shapes are (channels, H, W) of the
+implied spatial grid.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+
+
+def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
+    """The spec's node graph with domains and shapes (validates the spec if needed)."""
+    import blocks
+    from archspec import ensure_validated
+
+    ensure_validated(spec)
+    g = nx.DiGraph(name=spec.name)
+    for nid in spec._order:
+        node = spec.model.nodes[nid]
+        shp = spec._shapes.get(nid)
+        g.add_node(nid, block=node.block, family=blocks.get(node.block).family,
+                   domain=spec._domains.get(nid), shape=tuple(shp.shape) if shp else None,
+                   params=int(spec._param_counts.get(nid, 0)), output=nid == spec.model.output)
+    for nid in spec._order:
+        for i, src in enumerate(spec.model.nodes[nid].in_):
+            g.add_edge(src, nid, domain=g.nodes[src]["domain"], shape=g.nodes[src]["shape"],
+                       slot=i)
+    if expand_unet:
+        for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
+            _expand(g, nid, spec._params[nid], spec)
+    return g
+
+
+def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[tuple]]:
+    """(stages in run order, skip edges) of a unet with params ``p`` on ``image``.
+
+    Each stage is ``{"id", "label", "domain", "shape"}``; skip edges are (encoder stage id,
+    decoder stage id) pairs, in the order the decoder pops them.
+    """
+    import blocks
+    from blocks.unet import _stage_domain
+
+    c_in, h, w = image
+    enc = _stage_domain(blocks.get(p.encoder))
+    dec = _stage_domain(blocks.get(p.decoder or p.encoder))
+    widths = [p.channels * m for m in p.channel_mult]
+    levels = len(widths)
+    stages: list[dict] = [{"id": "stem", "label": f"to {enc}", "domain": enc,
+                           "shape": (c_in, h, w)}]
+    skips, pairs = [], []
+    for lvl in range(levels):
+        size = (h // 2 ** lvl, w // 2 ** lvl)
+        for i in range(p.blocks_per_level):
+            sid = f"enc{lvl}.{i}"
+            att = " + attention" if lvl in p.attention_levels else ""
+            stages.append({"id": sid, "label": f"{p.encoder}{att}", "domain": enc,
+                           "shape": (widths[lvl], *size)})
+            skips.append(sid)
+        if lvl < levels - 1:
+            stages.append({"id": f"down{lvl}", "label": "downsample", "domain": enc,
+                           "shape": (widths[lvl], size[0] // 2, size[1] // 2)})
+    bottom = (h // 2 ** (levels - 1), w // 2 ** (levels - 1))
+    for i in range(2):
+        att = " + attention" if i == 0 and p.mid_attention else ""
+        stages.append({"id": f"mid{i}", "label": f"{p.encoder}{att}", "domain": enc,
+                       "shape": (widths[-1], *bottom)})
+    for lvl in reversed(range(levels)):
+        size = (h // 2 ** lvl, w // 2 ** lvl)
+        for i in range(p.blocks_per_level):
+            sid = f"dec{lvl}.{i}"
+            att = " + attention" if lvl in p.attention_levels else ""
+            stages.append({"id": sid, "label": f"{p.decoder or p.encoder}{att}",
+                           "domain": dec, "shape": (widths[lvl], *size)})
+            pairs.append((skips.pop(), sid))
+        if lvl > 0:
+            stages.append({"id": f"up{lvl}", "label": "upsample", "domain": dec,
+                           "shape": (widths[lvl], size[0] * 2, size[1] * 2)})
+    stages.append({"id": "head", "label": p.head or "GroupNorm-SiLU-conv", "domain": "real",
+                   "shape": (p.out_channels or c_in, h, w)})
+    return stages, pairs
+
+
+def _expand(g: nx.DiGraph, nid: str, params: Any, spec: Any) -> None:
+    img = (spec.image.channels, spec.image.size, spec.image.size)
+    preds = list(g.in_edges(nid, data=True))
+    succs = list(g.out_edges(nid, data=True))
+    stages, skips = unet_stages(params, img)
+    ids = [f"{nid}.{s['id']}" for s in stages]
+    for s, sid in zip(stages, ids):
+        g.add_node(sid, block=s["label"], family="unet stage", domain=s["domain"],
+                   shape=s["shape"], params=0, output=False, parent=nid)
+    for a, b in zip(ids, ids[1:]):
+        g.add_edge(a, b, domain=g.nodes[a]["domain"], shape=g.nodes[a]["shape"], slot=0)
+    for a, b in skips:
+        a, b = f"{nid}.{a}", f"{nid}.{b}"
+        g.add_edge(a, b, domain=g.nodes[a]["domain"], shape=g.nodes[a]["shape"], slot=1,
+                   skip=True)
+    for src, _, d in preds:  # the image feeds the stem, the embedding every stage
+        targets = [ids[0]] if d.get("slot") == 0 else [i for i in ids[1:-1]
+                                                        if ".down" not in i and ".up" not in i]
+        for t in targets:
+            g.add_edge(src, t, **d)
+    head = ids[-1]
+    g.nodes[head]["output"] = g.nodes[nid].get("output", False)
+    g.nodes[head]["params"] = g.nodes[nid]["params"]  # the composite's total, shown once
+    for _, dst, d in succs:
+        g.add_edge(head, dst, **d)
+    g.remove_node(nid)

@@ -1,0 +1,46 @@
+"""A results root with two tiny trained runs and the app serving it on a free port,
+shared by the app tests (trained and launched once per session)."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_runs(root):
+    """Train two tiny digits runs (30 steps) that differ in their embedding width."""
+    from archspec import spec_from_dict
+    from evaluator.train import train
+    from tests.evaluator.helpers import mini_spec
+
+    runs = []
+    for name, dim in (("mini_a", 16), ("mini_b", 8)):
+        data = mini_spec(train={"steps": 30, "batch_size": 16})
+        data["name"] = name
+        data["model"]["nodes"]["temb"]["dim"] = dim
+        res = train(spec_from_dict(data), root=root, device="cpu", progress=False)
+        assert res.status == "finished"
+        runs.append(res.run)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory):
+    """(url, demo, runs, root): the app on 127.0.0.1:<free port>."""
+    from app.gui import build_app, launch
+
+    root = tmp_path_factory.mktemp("app-results")
+    runs = two_runs(root)
+    demo = build_app(root)
+    _, url = launch(demo, "127.0.0.1", free_port(), block=False)
+    yield url, demo, runs, root
+    demo.close()
