@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "train and evaluate specs; print a comparison table"),
     "report": ("app.commands.runs", "add_report_args", "run_report",
                "write Markdown + HTML reports for a results folder"),
+    "sweep": ("app.commands.sweep", "add_sweep", "run_sweep",
+              "Taguchi / grid / random / TPE sweeps on Optuna: validate, run, worker, "
+              "status, analyze"),
 }
 
 
