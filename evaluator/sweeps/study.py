@@ -284,8 +284,10 @@ def run_config(ls: LoadedSweep, labels: dict[str, str], repeat: int, out: str | 
         raise TrialFailed(f"training {st.get('status')}: {st.get('reason')}")
     t2 = time.time()
     metrics = run.metrics()
+    # objectives read from training metrics alone (train.loss_last) need no sampling
+    needs_eval = any(m.sampler for m in [ls.sweep.objective, *ls.sweep.secondary])
     attrs["reused_eval"] = budget.name in metrics.get("eval", {})
-    if not attrs["reused_eval"]:
+    if needs_eval and not attrs["reused_eval"]:
         evaluate_run(run, budget, device, progress=False)
         metrics = run.metrics()
     t3 = time.time()
