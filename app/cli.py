@@ -33,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
              "what changed between two specs (files or run folders): nodes, parameters"),
     "app": ("app.commands.gui", "add_app", "run_app",
             "start the Gradio app (spec editor, side by side, results) on 127.0.0.1"),
+    "sweep": ("app.commands.sweep", "add_sweep", "run_sweep",
+              "Taguchi / grid / random / TPE sweeps on Optuna: validate, run, worker, "
+              "status, analyze"),
 }
 
 

@@ -1,0 +1,317 @@
+"""``archsearch sweep validate | run | worker | status | analyze``.
+
+Only the standard library is imported at module level (``archsearch --help`` stays
+instant); each runner imports Optuna, torch and the sweep package when it runs. Bad sweep
+files raise :class:`archspec.errors.UserError`: one located line per problem, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_sweep(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND", required=True)
+
+    v = sub.add_parser("validate", help="check a sweep file and resolve every row as a spec")
+    v.add_argument("sweep", metavar="SWEEP", help="sweep file (YAML or JSON)")
+
+    r = sub.add_parser("run", help="create or resume the study and run N local workers")
+    r.add_argument("sweep", metavar="SWEEP", help="sweep file (YAML or JSON)")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes here (0: only create the study and enqueue rows)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the resolved rows (levels, spec hash, params, estimated train "
+                        "time) and stop")
+    r.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="with --dry-run: skip the train-time estimate")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="enqueue rows whose trial failed (NaN loss, error) again")
+    _add_storage(r)
+    _add_worker_opts(r)
+
+    w = sub.add_parser("worker", help="join a sweep from any machine (runs trials until done)")
+    w.add_argument("--storage", required=True, metavar="URL",
+                   help="journal file path or RDB URL (postgresql://user:pw@host/db)")
+    w.add_argument("--study", required=True, metavar="NAME", help="the sweep's name")
+    w.add_argument("--out", default=None, metavar="DIR",
+                   help="results root (default: the one recorded by `sweep run`; must be "
+                        "shared between machines)")
+    w.add_argument("--max-trials", type=int, default=None, metavar="N",
+                   help="stop after N trials")
+    _add_worker_opts(w)
+
+    s = sub.add_parser("status", help="rows done / running / failed / waiting")
+    s.add_argument("name", metavar="NAME", help="the sweep's name")
+    _add_storage(s)
+    s.add_argument("--watch", action="store_true", help="show a progress bar until done")
+
+    a = sub.add_parser("analyze", help="main effects, S/N, ANOVA; prints and writes HTML")
+    a.add_argument("name", metavar="NAME", help="the sweep's name")
+    _add_storage(a)
+    a.add_argument("--html", default=None, metavar="FILE",
+                   help="HTML output (default: <out>/sweeps/NAME/analysis.html)")
+    a.add_argument("--confirm", action="store_true",
+                   help="train and evaluate the best predicted combination")
+    a.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def _add_storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="results", metavar="DIR",
+                   help="results root (default: results); the journal storage is "
+                        "DIR/sweeps/NAME/journal.log")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage: a journal file path or an RDB URL "
+                        "(postgresql://user:pw@host:port/db) for several machines")
+
+
+def _add_worker_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--threads", type=int, default=None, metavar="T",
+                   help="torch threads per worker (default: cores // workers)")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S",
+                   help="heartbeat interval in seconds (a silent worker's trial is retried "
+                        "after 2x this)")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    return {"validate": _validate, "run": _run, "worker": _worker, "status": _status,
+            "analyze": _analyze}[args.sweep_command](args)
+
+
+# ---- validate / dry run ------------------------------------------------------------------
+def _load(path: str):
+    from archspec.errors import UserError
+    from evaluator.sweeps.spec import check_rows, load_sweep
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such sweep file")
+    ls = load_sweep(path)
+    rows = check_rows(ls)
+    return ls, rows
+
+
+def _validate(args: argparse.Namespace) -> int:
+    ls, rows = _load(args.sweep)
+    d = ls.sweep.design
+    what = (f"{ls.array} ({len(rows)} rows, columns "
+            f"{[c + 1 for c in ls.columns]})" if ls.array else
+            f"{d.type} ({len(rows)} rows)" if ls.fixed else f"{d.type} ({d.trials} trials)")
+    print(f"{args.sweep}: ok: {len(ls.factor_names)} factors, {what}, "
+          f"{ls.sweep.repeats} repeat(s); every row is a valid spec")
+    return 0
+
+
+def _dry_run(ls, rows, profile: bool) -> int:
+    from archspec import build_model
+
+    cache: dict[str, tuple[int, float | None]] = {}
+    header = ["row", *ls.factor_names, "spec hash", "params", "est. train s"]
+    table = [header]
+    total = 0.0
+    for r in rows:
+        spec = r.spec
+        key = r.spec_hash
+        if key not in cache:
+            model = build_model(spec)
+            n = sum(p.numel() for p in model.parameters())
+            est = _estimate_train_s(model, spec) if profile else None
+            cache[key] = (n, est)
+        n, est = cache[key]
+        total += (est or 0.0) * ls.sweep.repeats
+        table.append([str(r.index + 1), *r.levels.values(), r.spec_hash, f"{n:,}",
+                      "-" if est is None else f"{est:.0f}"])
+    w = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(c.ljust(x) for c, x in zip(row, w)).rstrip())
+    if profile:
+        import torch
+
+        print(f"estimated training total: {total:.0f} s on {torch.get_num_threads()} "
+              f"thread(s) x {ls.sweep.repeats} repeat(s), one worker; evaluation not included "
+              "(estimate from evaluator.profile train-step timing)")
+    return 0
+
+
+def _estimate_train_s(model, spec) -> float:
+    from evaluator.profile import profile_model
+
+    c, s = spec.image.channels, spec.image.size
+    p = profile_model(spec.name, model, (c, s, s), batch_size=spec.train.batch_size, repeats=3)
+    return p.train_step_ms / 1000 * spec.train.steps
+
+
+# ---- run / worker ------------------------------------------------------------------------
+def _storage_url(args: argparse.Namespace, name: str) -> str:
+    from evaluator.sweeps.study import default_storage
+
+    return args.storage or default_storage(args.out, name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from archspec.errors import UserError
+    from evaluator.sweeps.study import create_or_resume, enqueue_missing, make_storage
+
+    if args.workers < 0:
+        raise UserError("--workers: must be >= 0")
+    ls, rows = _load(args.sweep)
+    if args.dry_run:
+        return _dry_run(ls, rows, args.profile)
+    url = _storage_url(args, ls.sweep.name)
+    study = create_or_resume(ls, make_storage(url, args.heartbeat), args.out)
+    n = enqueue_missing(study, ls, retry_failed=args.retry_failed)
+    print(f"sweep {ls.sweep.name}: storage {url}; enqueued {n} trial(s)")
+    if args.workers == 0:
+        print(f"join with: archsearch sweep worker --storage {url} --study {ls.sweep.name}")
+        return 0
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]
+    codes = _watch(study, ls, procs)
+    st = _print_status(study, ls)
+    print(f"analyze with: archsearch sweep analyze {ls.sweep.name}"
+          + (f" --storage {url}" if args.storage else f" --out {args.out}"))
+    return 0 if not any(codes) and not st["failed"] else 1
+
+
+def _spawn_worker(url: str, name: str, args: argparse.Namespace, threads: int):
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "app.cli", "sweep", "worker", "--storage", url,
+           "--study", name, "--out", str(args.out), "--threads", str(threads),
+           "--device", args.device, "--heartbeat", str(args.heartbeat)]
+    return subprocess.Popen(cmd, env=env)
+
+
+def _watch(study, ls, procs) -> list[int]:
+    from tqdm.auto import tqdm
+
+    from evaluator.sweeps.study import status
+
+    st = status(study, ls)
+    bar = tqdm(total=st["total"], desc=ls.sweep.name, unit="trial")
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2.0)
+            st = status(study, ls)
+            bar.n = st["done"] + st["failed"]
+            bar.set_postfix(running=st["running"], failed=st["failed"])
+            bar.refresh()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    finally:
+        bar.close()
+    return [p.wait() for p in procs]
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from evaluator.sweeps.study import work
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    n = work(args.study, args.storage, out=args.out, device=args.device,
+             heartbeat=args.heartbeat, max_trials=args.max_trials)
+    print(f"worker {os.getpid()}: ran {n} trial(s)", file=sys.stderr)
+    return 0
+
+
+# ---- status / analyze --------------------------------------------------------------------
+def _open(args: argparse.Namespace):
+    from archspec.errors import UserError
+    from evaluator.sweeps.study import is_rdb, load_study, make_storage
+
+    url = _storage_url(args, args.name)
+    if not is_rdb(url) and not Path(url.removeprefix("journal:")).is_file():
+        raise UserError(f"{url}: no sweep journal here (give --out DIR or --storage URL)")
+    return load_study(args.name, make_storage(url))
+
+
+def _print_status(study, ls) -> dict:
+    from evaluator.sweeps.study import status
+
+    st = status(study, ls)
+    done = st["done"] + st["failed"]
+    width = 30
+    filled = int(width * done / st["total"]) if st["total"] else width
+    print(f"{ls.sweep.name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{st['total']}  "
+          f"done {st['done']}, running {st['running']}, failed {st['failed']}, "
+          f"waiting {st['waiting'] + st['not_enqueued']}")
+    for number, levels, reason in st["failures"]:
+        print(f"  trial {number} failed ({levels}): {reason}")
+    return st
+
+
+def _status(args: argparse.Namespace) -> int:
+    study, ls = _open(args)
+    if args.watch:
+        _watch_status(study, ls)
+    _print_status(study, ls)
+    return 0
+
+
+def _watch_status(study, ls) -> None:
+    from tqdm.auto import tqdm
+
+    from evaluator.sweeps.study import status
+
+    st = status(study, ls)
+    with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial") as bar:
+        while st["running"] or st["waiting"]:
+            bar.n = st["done"] + st["failed"]
+            bar.set_postfix(running=st["running"], failed=st["failed"])
+            bar.refresh()
+            time.sleep(2.0)
+            st = status(study, ls)
+        bar.n = st["done"] + st["failed"]
+        bar.refresh()
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from evaluator.runs import write_json
+    from evaluator.sweeps.analysis import analyze, format_text, write_html
+
+    study, ls = _open(args)
+    if args.confirm:
+        _confirm(study, ls, args)
+    res, figs = analyze(args.name, study._storage)
+    print(format_text(res))
+    html = Path(args.html or Path(args.out) / "sweeps" / args.name / "analysis.html")
+    write_html(res, figs, html)
+    write_json(html.with_suffix(".json"), json.loads(json.dumps(res, default=str)))
+    print(f"wrote {html} and {html.with_suffix('.json')}")
+    return 0
+
+
+def _confirm(study, ls, args: argparse.Namespace) -> None:
+    """Train and evaluate the best predicted combination (every repeat); recorded in the
+    study's ``confirm`` user attribute."""
+    from archspec.errors import UserError
+    from evaluator.sweeps.analysis import analyze
+    from evaluator.sweeps.study import OUT_ATTR, run_config
+
+    res, _ = analyze(args.name, study._storage)
+    if res["best"] is None:
+        raise UserError(f"sweep {args.name}: no completed trial to predict from")
+    best = res["best"]["levels"]
+    out = study.user_attrs.get(OUT_ATTR, args.out)
+    vals, runs = [], []
+    for r in range(ls.sweep.repeats):
+        a = run_config(ls, best, r, out, args.device)
+        vals.append(a["value"])
+        runs.append(a["run"])
+    observed = sum(vals) / len(vals)
+    study.set_user_attr("confirm", {"levels": best, "observed_mean": observed,
+                                    "values": vals, "runs": runs,
+                                    "predicted_mean": res["best"]["predicted_mean"]})
+    print(f"confirmation: observed {observed:.4g} (predicted "
+          f"{res['best']['predicted_mean']:.4g}) over {len(vals)} repeat(s)")

@@ -1,0 +1,438 @@
+"""The Optuna study behind a sweep: storages, enqueueing, workers and trials.
+
+The study is the source of truth. It holds the whole sweep definition (base spec
+inlined) as a study user attribute, so a worker anywhere needs only the storage URL and the
+study name. Each row x repeat of a fixed design (taguchi, grid) is enqueued once with
+``enqueue_trial``; workers run them with :class:`EnqueuedOnlySampler`, which refuses to
+invent parameters. A trial trains and evaluates the row's resolved spec through
+``evaluator.evaluate`` (``ensure_trained``, ``evaluate_run``): runs are keyed by spec hash,
+so an identical spec reuses the finished run.
+
+Storages:
+- default: Optuna's journal file (``<results>/sweeps/<name>/journal.log``), safe for several
+  processes on one machine. Optuna's journal storage has no heartbeat, so
+  :class:`HeartbeatJournalStorage` adds one through the same interface ``RDBStorage`` uses;
+- any RDB URL (``postgresql://user@host/db``) for workers on several machines, with
+  Optuna's own heartbeat. The results root must then be shared (NFS or similar).
+
+A worker killed mid-trial stops beating; the next worker that looks fails the stale trial
+and Optuna's retry callback (``RetryFailedTrialCallback``, renamed
+``RetryHeartbeatStaleTrialCallback`` in 4.9) enqueues it again (training resumes from the run's last
+checkpoint). Before a trial runs, a worker checks that no other trial of the same row and
+repeat is complete or running with a lower number, so none completes twice.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage
+
+try:  # Optuna >= 4.9 renamed RetryFailedTrialCallback (the old name warns)
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
+except ImportError:  # pragma: no cover - older Optuna
+    from optuna.storages import RetryFailedTrialCallback as RetryCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
+
+from archspec.errors import UserError
+from evaluator.sweeps.spec import LoadedSweep, budget_of, from_data, resolve
+
+SWEEP_ATTR = "sweep"
+OUT_ATTR = "results_root"
+HEARTBEAT_S = 10
+GRACE_S = 30
+MAX_RETRY = 3
+POLL_S = 1.0
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# heartbeats and their retry callback are marked experimental; they are what we need
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+# ---- storages ---------------------------------------------------------------------------
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Journal storage with heartbeats kept as a trial system attribute.
+
+    ``record_heartbeat`` appends the wall-clock time; a RUNNING trial whose last beat (or
+    start) is older than ``grace_period`` is stale. The journal serialises state changes,
+    so when two workers fail the same stale trial only the first succeeds."""
+
+    def __init__(self, path: str | Path, heartbeat_interval: int = HEARTBEAT_S,
+                 grace_period: int | None = None, failed_trial_callback: Any = None) -> None:
+        from optuna.storages.journal import JournalFileBackend
+
+        super().__init__(JournalFileBackend(str(path)))
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period or 2 * heartbeat_interval
+        self.failed_trial_callback = failed_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now, out = time.time(), []
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            last = t.system_attrs.get("heartbeat")
+            if last is None and t.datetime_start is not None:
+                last = t.datetime_start.timestamp()
+            if last is not None and now - last > self.grace_period:
+                out.append(t._trial_id)
+        return out
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        return self.failed_trial_callback
+
+
+def default_storage(out: str | Path, name: str) -> str:
+    return str(Path(out) / "sweeps" / name / "journal.log")
+
+
+def is_rdb(url: str) -> bool:
+    return "://" in url and not url.startswith("journal:")
+
+
+def make_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int | None = None) -> Any:
+    """An RDB storage for ``scheme://`` URLs, else a journal file at the path (``journal:``
+    prefix optional); both with heartbeats and retry of stale trials."""
+    retry = RetryCallback(max_retry=MAX_RETRY)
+    if is_rdb(url):
+        try:
+            return RDBStorage(url, heartbeat_interval=heartbeat,
+                              grace_period=grace or 2 * heartbeat,
+                              failed_trial_callback=retry,
+                              engine_kwargs={"pool_pre_ping": True})
+        except Exception as e:  # noqa: BLE001 - driver/connection errors become one line
+            raise UserError(f"storage {_redact(url)}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    path = Path(url.removeprefix("journal:"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return HeartbeatJournalStorage(path, heartbeat, grace, retry)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        return f"{scheme}://{cred.split(':')[0]}:***@{host}" if ":" in cred else url
+    return url
+
+
+def list_studies(out: str | Path = "results") -> list[dict[str, Any]]:
+    """The sweeps with a journal under a results root: name, storage path, trial counts."""
+    out_list = []
+    for p in sorted((Path(out) / "sweeps").glob("*/journal.log")):
+        storage = make_storage(str(p))
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            out_list.append({"name": s.study_name, "storage": str(p),
+                             "n_trials": s.n_trials})
+    return out_list
+
+
+# ---- study ------------------------------------------------------------------------------
+def load_study(name: str, storage: Any) -> tuple[optuna.Study, LoadedSweep]:
+    """The study and its sweep definition (from the study's user attributes)."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler())
+    except KeyError:
+        raise UserError(f"no sweep study named {name!r} in this storage") from None
+    data = study.user_attrs.get(SWEEP_ATTR)
+    if data is None:
+        raise UserError(f"study {name!r} is not a sweep (no {SWEEP_ATTR!r} user attribute)")
+    ls = from_data(data, source=f"study {name}")
+    study.sampler = make_sampler(ls)
+    return study, ls
+
+
+def make_sampler(ls: LoadedSweep) -> optuna.samplers.BaseSampler:
+    d = ls.sweep.design
+    if d.type == "tpe":
+        return optuna.samplers.TPESampler(seed=d.seed)
+    if d.type == "random":
+        return optuna.samplers.RandomSampler(seed=d.seed)
+    return EnqueuedOnlySampler()
+
+
+class NoWaitingTrial(RuntimeError):
+    """A fixed-design worker asked for parameters that were not enqueued."""
+
+
+class EnqueuedOnlySampler(optuna.samplers.RandomSampler):
+    """Takes only enqueued parameters (Optuna fixes those before sampling is asked)."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # noqa: ANN001
+        raise NoWaitingTrial(f"parameter {param_name!r} was not enqueued")
+
+
+def create_or_resume(ls: LoadedSweep, storage: Any, out: str | Path) -> optuna.Study:
+    """Create the study (or reopen it, checking it holds the same sweep)."""
+    direction = ls.sweep.objective.direction
+    study = optuna.create_study(study_name=ls.sweep.name, storage=storage,
+                                direction=direction, sampler=make_sampler(ls),
+                                load_if_exists=True)
+    data = ls.to_data()
+    old = study.user_attrs.get(SWEEP_ATTR)
+    if old is None:
+        study.set_user_attr(SWEEP_ATTR, data)
+        study.set_user_attr(OUT_ATTR, str(Path(out).resolve()))
+    elif old != data:
+        raise UserError(f"a study named {ls.sweep.name!r} already exists in this storage with "
+                        "a different sweep definition; rename the sweep or use another "
+                        "storage")
+    return study
+
+
+def distributions(ls: LoadedSweep) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution
+
+    d = {f: CategoricalDistribution(ls.sweep.factors[f].labels()) for f in ls.factor_names}
+    if ls.fixed:
+        d["row"] = CategoricalDistribution(list(range(len(ls.rows))))
+        d["repeat"] = CategoricalDistribution(list(range(ls.sweep.repeats)))
+    return d
+
+
+def key_of(t: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
+    """(row, repeat) of a fixed-design trial, None for others (and skipped asks)."""
+    p = t.params or t.system_attrs.get("fixed_params") or {}
+    if "row" not in p:
+        return None
+    return int(p["row"]), int(p.get("repeat", 0))
+
+
+def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = False) -> int:
+    """Enqueue each (row, repeat) that is not complete, waiting or running; returns how
+    many. Failed ones (NaN loss, error) are enqueued again only with ``retry_failed``."""
+    if not ls.fixed:
+        return 0
+    have: dict[tuple[int, int], set[TrialState]] = {}
+    for t in study.get_trials(deepcopy=False):
+        k = key_of(t)
+        if k is not None:
+            have.setdefault(k, set()).add(t.state)
+    n = 0
+    keep = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
+    for i, idx in enumerate(ls.rows):
+        for r in range(ls.sweep.repeats):
+            states = have.get((i, r), set())
+            if states & keep or (states and not retry_failed):
+                continue
+            study.enqueue_trial({"row": i, "repeat": r, **ls.labels_of(idx)},
+                                user_attrs={"row": i, "repeat": r},
+                                skip_if_exists=False)
+            n += 1
+    return n
+
+
+# ---- trials -----------------------------------------------------------------------------
+class TrialFailed(RuntimeError):
+    pass
+
+
+def metric_value(metrics: dict[str, Any], m: Any, budget: str) -> float:
+    """A metric from a run's metrics.json; :class:`TrialFailed` says why it is missing."""
+    if m.sampler is not None:
+        rows = metrics.get("eval", {}).get(budget, {}).get("results", [])
+        row = next((r for r in rows if r["sampler"] == m.sampler and r["steps"] == m.steps),
+                   None)
+        if row is None:
+            raise TrialFailed(f"{m.key}: no evaluation at ({m.sampler}, {m.steps})")
+        e = row["metrics"].get(m.metric)
+        if e is None:
+            raise TrialFailed(f"{m.key}: no metric {m.metric!r}; have "
+                              f"{', '.join(sorted(row['metrics']))}")
+        v = e.get("mean")
+        if v is None:
+            raise TrialFailed(f"{m.key}: {e.get('status')}: {e.get('reason')}")
+        return float(v)
+    node: Any = metrics
+    for k in m.metric.split("."):
+        if not isinstance(node, dict) or k not in node:
+            raise TrialFailed(f"{m.key}: not in metrics.json")
+        node = node[k]
+    if not isinstance(node, (int, float)) or isinstance(node, bool):
+        raise TrialFailed(f"{m.key}: not a number ({node!r})")
+    return float(node)
+
+
+def run_config(ls: LoadedSweep, labels: dict[str, str], repeat: int, out: str | Path,
+               device: str) -> dict[str, Any]:
+    """Train (or reuse) and evaluate one configuration; the values and user attributes."""
+    from evaluator.evaluate import ensure_trained, evaluate_run
+    from evaluator.runs import hash_spec
+
+    t0 = time.time()
+    spec = resolve(ls, labels, repeat)
+    budget = budget_of(ls.sweep)
+    attrs: dict[str, Any] = {"spec_hash": hash_spec(spec), "levels": labels, "repeat": repeat}
+    t1 = time.time()
+    run = ensure_trained(spec, out, device, progress=False)
+    attrs["run"] = str(run.path)
+    st = run.status()
+    if st.get("status") != "finished":
+        raise TrialFailed(f"training {st.get('status')}: {st.get('reason')}")
+    t2 = time.time()
+    metrics = run.metrics()
+    # objectives read from training metrics alone (train.loss_last) need no sampling
+    needs_eval = any(m.sampler for m in [ls.sweep.objective, *ls.sweep.secondary])
+    attrs["reused_eval"] = budget.name in metrics.get("eval", {})
+    if needs_eval and not attrs["reused_eval"]:
+        evaluate_run(run, budget, device, progress=False)
+        metrics = run.metrics()
+    t3 = time.time()
+    value = metric_value(metrics, ls.sweep.objective, budget.name)
+    if not math.isfinite(value):
+        raise TrialFailed(f"{ls.sweep.objective.key} is {value}")
+    secondary = {}
+    for m in ls.sweep.secondary:
+        try:
+            secondary[m.key] = metric_value(metrics, m, budget.name)
+        except TrialFailed as e:
+            secondary[m.key] = None
+            attrs.setdefault("secondary_missing", []).append(str(e))
+    attrs.update(value=value, metrics={ls.sweep.objective.key: value, **secondary},
+                 timing={"t_start": t0, "t_resolved": t1, "t_trained": t2, "t_evaluated": t3,
+                         "train_s": t2 - t1, "eval_s": t3 - t2})
+    return attrs
+
+
+class Objective:
+    """The trial function: one row x repeat (fixed designs) or one sampled combination
+    with every repeat (random / tpe; the value is their mean)."""
+
+    def __init__(self, ls: LoadedSweep, out: str | Path, device: str = "cpu") -> None:
+        self.ls, self.out, self.device = ls, out, device
+        self.dists = distributions(ls)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        t0 = time.time()
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            params = {k: trial.suggest_categorical(k, d.choices) for k, d in self.dists.items()}
+        except NoWaitingTrial:
+            trial.set_user_attr("skipped", "no waiting trial left (another worker took it)")
+            raise optuna.TrialPruned() from None
+        labels = {f: params[f] for f in self.ls.factor_names}
+        if self.ls.fixed:
+            dup = self._duplicate(trial, (params["row"], params["repeat"]))
+            if dup is not None:
+                trial.set_user_attr("skipped", f"duplicate of trial {dup}")
+                raise optuna.TrialPruned()
+            repeats = [params["repeat"]]
+        else:
+            repeats = list(range(self.ls.sweep.repeats))
+        try:
+            results = [run_config(self.ls, labels, r, self.out, self.device) for r in repeats]
+        except Exception as e:  # noqa: BLE001 - recorded on the trial; the sweep goes on
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:2000])
+            raise
+        value = sum(r["value"] for r in results) / len(results)
+        first = results[0]
+        for k in ("spec_hash", "run", "metrics", "levels", "reused_eval"):
+            trial.set_user_attr(k, first[k])
+        if len(results) > 1:
+            trial.set_user_attr("repeat_values", [r["value"] for r in results])
+            trial.set_user_attr("runs", [r["run"] for r in results])
+        timing = _timing(results, t0)
+        trial.set_user_attr("timing", timing)
+        return value
+
+    def _duplicate(self, trial: optuna.Trial, key: tuple[int, int]) -> int | None:
+        for t in trial.study.get_trials(deepcopy=False,
+                                        states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.number == trial.number or key_of(t) != key:
+                continue
+            if t.state == TrialState.COMPLETE or t.number < trial.number:
+                return t.number
+        return None
+
+
+def _timing(results: list[dict[str, Any]], t0: float) -> dict[str, Any]:
+    """Train / eval seconds and the overhead inside the objective (resolution, storage
+    writes): the rest of a trial's wall time is Optuna's ask/tell, read from its
+    datetime_start/complete."""
+    train = sum(r["timing"]["train_s"] for r in results)
+    ev = sum(r["timing"]["eval_s"] for r in results)
+    t_end = time.time()
+    return {"t_objective_start": t0, "t_objective_end": t_end, "train_s": train,
+            "eval_s": ev, "objective_overhead_s": (t_end - t0) - train - ev}
+
+
+# ---- workers ----------------------------------------------------------------------------
+def _open_trials(study: optuna.Study, ls: LoadedSweep) -> tuple[int, int, int]:
+    """(waiting, running, counted) trials of the design (skipped asks excluded)."""
+    waiting = running = counted = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("skipped") or (ls.fixed and key_of(t) is None):
+            continue
+        waiting += t.state == TrialState.WAITING
+        running += t.state == TrialState.RUNNING
+        counted += t.state != TrialState.WAITING
+    return waiting, running, counted
+
+
+def work(name: str, storage_url: str, out: str | Path | None = None, device: str = "cpu",
+         heartbeat: int = HEARTBEAT_S, grace: int | None = None,
+         max_trials: int | None = None) -> int:
+    """Run trials until the design is done; returns how many this worker ran."""
+    from optuna.storages import fail_stale_trials
+
+    storage = make_storage(storage_url, heartbeat, grace)
+    study, ls = load_study(name, storage)
+    out = out or study.user_attrs.get(OUT_ATTR, "results")
+    objective = Objective(ls, out, device)
+    ran = 0
+    while max_trials is None or ran < max_trials:
+        fail_stale_trials(study)
+        waiting, running, counted = _open_trials(study, ls)
+        if ls.fixed:
+            if not waiting:
+                if not running:
+                    break
+                time.sleep(POLL_S)  # a running trial may yet go stale and come back
+                continue
+        elif counted >= ls.sweep.design.trials:
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False,
+                       show_progress_bar=False)
+        ran += 1
+    return ran
+
+
+def status(study: optuna.Study, ls: LoadedSweep) -> dict[str, Any]:
+    """Rows done / running / failed / waiting (latest trial per row x repeat)."""
+    per_key: dict[Any, optuna.trial.FrozenTrial] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("skipped"):
+            continue
+        k = key_of(t) if ls.fixed else t.number
+        if k is None:
+            continue
+        prev = per_key.get(k)
+        if prev is None or prev.state != TrialState.COMPLETE:
+            per_key[k] = t
+    counts = {"done": 0, "running": 0, "failed": 0, "waiting": 0}
+    names = {TrialState.COMPLETE: "done", TrialState.RUNNING: "running",
+             TrialState.FAIL: "failed", TrialState.WAITING: "waiting"}
+    for t in per_key.values():
+        counts[names.get(t.state, "failed")] += 1
+    total = (len(ls.rows) * ls.sweep.repeats if ls.fixed else ls.sweep.design.trials)
+    counts["not_enqueued"] = max(0, total - len(per_key)) if ls.fixed else 0
+    if not ls.fixed:
+        counts["waiting"] += max(0, total - len(per_key))
+    counts["total"] = total
+    counts["failures"] = [(t.number, t.user_attrs.get("levels") or t.params,
+                           t.user_attrs.get("fail_reason", "worker lost (heartbeat)"))
+                          for t in per_key.values() if t.state == TrialState.FAIL]
+    return counts
