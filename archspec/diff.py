@@ -3,7 +3,7 @@
 Specs are compared in their canonical, fully resolved form (:func:`archspec.canonical`:
 ``${vars.*}`` substituted, every default filled), so ``vars.width: 32 -> 64`` shows up
 where it acts, as the ``channels`` of the nodes that use it. Parameter counts come from
-validation (``spec._param_counts``); other measures (FLOPs) can be passed in by a caller
+validation (``spec.validated.param_counts``); other measures (FLOPs) can be passed in by a caller
 that has them (``measure``), so this module needs nothing beyond the spec language.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def diff_specs(a, b, measure: Callable[[Any], dict[str, float]] | None = None
     ca, cb = canonical(a), canonical(b)
     na, nb = ca["model"].pop("nodes"), cb["model"].pop("nodes")
     changed = {nid: _changes(na[nid], nb[nid]) for nid in na if nid in nb}
-    pa, pb = dict(a._param_counts), dict(b._param_counts)
+    pa, pb = dict(a.validated.param_counts), dict(b.validated.param_counts)
     per_node = {nid: pb.get(nid, 0) - pa.get(nid, 0) for nid in sorted(set(pa) | set(pb))
                 if pb.get(nid, 0) != pa.get(nid, 0)}
     out: dict[str, Any] = {

@@ -19,21 +19,21 @@ def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
     import blocks
     from archspec import ensure_validated
 
-    ensure_validated(spec)
+    v = ensure_validated(spec).validated
     g = nx.DiGraph(name=spec.name)
-    for nid in spec._order:
+    for nid in v.order:
         node = spec.model.nodes[nid]
-        shp = spec._shapes.get(nid)
+        shp = v.shapes.get(nid)
         g.add_node(nid, block=node.block, family=blocks.get(node.block).family,
-                   domain=spec._domains.get(nid), shape=tuple(shp.shape) if shp else None,
-                   params=int(spec._param_counts.get(nid, 0)), output=nid == spec.model.output)
-    for nid in spec._order:
+                   domain=v.domains.get(nid), shape=tuple(shp.shape) if shp else None,
+                   params=int(v.param_counts.get(nid, 0)), output=nid == spec.model.output)
+    for nid in v.order:
         for i, src in enumerate(spec.model.nodes[nid].in_):
             g.add_edge(src, nid, domain=g.nodes[src]["domain"], shape=g.nodes[src]["shape"],
                        slot=i)
     if expand_unet:
         for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
-            _expand(g, nid, spec._params[nid], spec)
+            _expand(g, nid, v.params[nid], spec)
     return g
 
 

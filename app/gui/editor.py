@@ -27,7 +27,7 @@ def validate_text(text: str, expand: bool = False) -> tuple[str, list[dict], Any
         return md, problems, figures.empty("(graph shown when the spec is valid)")
     from archspec import spec_hash
 
-    md = (f"**valid**: `{spec.name}`, {sum(spec._param_counts.values()):,} parameters, "
+    md = (f"**valid**: `{spec.name}`, {spec.validated.total_params:,} parameters, "
           f"hash `{spec_hash(spec)}`")
     return md, [], figures.graph_figure(spec_graph(spec, expand_unet=expand))
 

@@ -77,7 +77,7 @@ def test_profile(client):
     r = client.predict(GOOD, api_name="/profile")
     from archspec import load_spec
     spec = load_spec(SPECS / "tiny_unet_8.yaml")
-    assert r["params"] == sum(spec._param_counts.values())
+    assert r["params"] == spec.validated.total_params
     assert r["flops"] > 0 and r["fwd_bwd_ms"] > 0 and r["image"] == [1, 8, 8]
 
 

@@ -16,7 +16,7 @@ def test_graph_mirrors_the_spec():
     assert set(g.edges) == edges
     for n in g:
         assert g.nodes[n]["block"] == spec.model.nodes[n].block
-        assert g.nodes[n]["params"] == spec._param_counts.get(n, 0)
+        assert g.nodes[n]["params"] == spec.validated.param_counts.get(n, 0)
     out = spec.model.output
     assert g.nodes[out]["output"] and g.nodes[out]["shape"] == (1, 8, 8)
     for a, b, d in g.edges(data=True):
@@ -25,7 +25,7 @@ def test_graph_mirrors_the_spec():
 
 def test_unet_expands_into_stages_with_skips():
     spec = load_spec(SPECS / "hybrid_unet_8.yaml")
-    p = spec._params["eps"]
+    p = spec.validated.params["eps"]
     g = spec_graph(spec, expand_unet=True)
     assert "eps" not in g and nx.is_directed_acyclic_graph(g)
     stages = [n for n in g if n.startswith("eps.")]
@@ -40,4 +40,4 @@ def test_unet_expands_into_stages_with_skips():
     assert g.nodes["eps.dec0.0"]["domain"] == "real"         # spatial decoder
     assert g.nodes["eps.enc1.0"]["shape"] == (2 * p.channels, 4, 4)
     assert g.has_edge("x", "eps.stem") and g.has_edge("temb", "eps.mid0")
-    assert g.nodes["eps.head"]["params"] == spec._param_counts["eps"]
+    assert g.nodes["eps.head"]["params"] == spec.validated.param_counts["eps"]
