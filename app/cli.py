@@ -84,6 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a file
+        print(internal_error(e, args.command), file=sys.stderr)
+        return 1
+
+
+def internal_error(e: BaseException, where: str) -> str:
+    """Write ``e``'s traceback to a file; the one line that says so (and where)."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    what = f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"archsearch-{where}-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                    suffix=".traceback.txt")
+        with open(fd, "w") as f:
+            f.write(f"archsearch {' '.join(sys.argv[1:])}\n\n{text}")
+    except OSError:
+        return f"internal error in {where} ({what}); the traceback could not be written"
+    return (f"internal error in {where} ({what}); this is a bug in archsearch, not your "
+            f"input. Full traceback: {path}")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ def canonical(spec: Spec) -> dict[str, Any]:
     """The fully resolved spec: vars substituted, every default filled (JSON types)."""
     params = validated(spec).params
     data = spec.model_dump(mode="json", by_alias=True)
+    if data["train"].get("data_root") is None:  # unset: keeps hashes from before the field
+        del data["train"]["data_root"]
     for nid, node in spec.model.nodes.items():
         p = params[nid].model_dump(mode="json")
         data["model"]["nodes"][nid] = {"block": node.block, "in": list(node.in_), **p}

@@ -215,8 +215,8 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     model, spec = load_trained(run, dev, ema=True)
     settings = eval_settings(spec, budget)
     if reference is None:
-        from evaluator.datasets import load_dataset
-        reference = load_dataset(spec.train.dataset, split="test")
+        from evaluator.datasets import spec_dataset
+        reference = spec_dataset(spec, split="test")
     extractor = feature_extractor(spec.train.dataset)
     schedule = NoiseSchedule.from_spec(spec.diffusion)
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from archspec.errors import UserError
 from evaluator.runs import RunDir, atomic_write, list_runs
@@ -185,22 +185,48 @@ def _html_table(rows: list[list[str]]) -> str:
 
 
 # ---- writers ----------------------------------------------------------------------------------
-def report(root: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+def readable_runs(runs: list[RunDir]) -> tuple[list[RunDir], list[str]]:
+    """(runs whose files read, one line per unreadable file naming it): a corrupt
+    ``status.json``, ``metrics.json`` or ``spectra.json`` skips its run, not the report."""
+    from evaluator.runs import CorruptRunFile, read_json
+
+    ok, skipped = [], []
+    for run in runs:
+        try:
+            run.status(), run.metrics(), read_json(run.spectra_file, default={})
+        except CorruptRunFile as e:
+            skipped.append(e.problems[0].msg)
+            continue
+        ok.append(run)
+    return ok, skipped
+
+
+def report(root: str | Path, out: str | Path | None = None,
+           on_skip: Callable[[str], None] | None = None) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` for the runs under ``root``.
 
     Args:
         root: a results root (holding ``runs/``) or a single run folder.
         out: folder for the two files (default ``root``).
+        on_skip: called with one line per run skipped because a file of it is corrupt
+            (the report lists them too).
 
     Returns:
         (markdown path, html path).
     """
-    runs = collect(root)
+    runs, skipped = readable_runs(collect(root))
+    for line in skipped:
+        if on_skip is not None:
+            on_skip(line)
+    if not runs:
+        raise UserError(f"{root}: no readable runs ({len(skipped)} skipped)")
     out_dir = Path(out) if out is not None else Path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
     metric = quality_metric(runs)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md = _markdown(runs, metric, out_dir)
+    if skipped:
+        md += "\n## Skipped runs (unreadable files)\n\n" + "".join(f"- {x}\n" for x in skipped)
     atomic_write(md_path, lambda f: f.write(md), "w")
     page = _html(runs, metric)
     atomic_write(html_path, lambda f: f.write(page), "w")

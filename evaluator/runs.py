@@ -97,11 +97,34 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_json(path: Path, default: Any = None) -> Any:
+class CorruptRunFile(UserError):
+    """A run file that exists but cannot be read (truncated, corrupted, wrong type).
+
+    ``path`` names the file; nothing reads past it or writes over it.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {what}; the run store will not overwrite it: restore or "
+                         "delete the file (or the run folder) to continue")
+
+
+def read_json(path: Path, default: Any = None, kind: type | None = None) -> Any:
+    """Parse ``path``; ``default`` when it does not exist.
+
+    Raises:
+        CorruptRunFile: the file exists but is not valid JSON (or not a ``kind``).
+    """
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CorruptRunFile(path, f"corrupt JSON ({str(e).splitlines()[0][:80]})") from None
+    if kind is not None and not isinstance(data, kind):
+        raise CorruptRunFile(path, f"expected a JSON {kind.__name__}, got "
+                             f"{type(data).__name__}")
+    return data
 
 
 def _safe(s: str) -> str:
@@ -174,7 +197,7 @@ class RunDir:
 
     # ---- spec ---------------------------------------------------------------------
     def spec_dict(self) -> dict:
-        return read_json(self.spec_json)
+        return read_json(self.spec_json, kind=dict)
 
     def load_spec(self) -> Any:
         """The stored resolved spec as a validated :class:`archspec.spec.Spec`."""
@@ -182,7 +205,8 @@ class RunDir:
 
     # ---- status / metrics / logs --------------------------------------------------
     def status(self) -> dict:
-        return read_json(self.status_file, default={"status": "created"})
+        """``status.json``; raises :class:`CorruptRunFile` when it is unreadable."""
+        return read_json(self.status_file, default={"status": "created"}, kind=dict)
 
     def set_status(self, status: str, **extra: Any) -> dict:
         if status not in STATUSES:
@@ -193,7 +217,8 @@ class RunDir:
         return data
 
     def metrics(self) -> dict:
-        return read_json(self.metrics_file, default={})
+        """``metrics.json``; raises :class:`CorruptRunFile` when it is unreadable."""
+        return read_json(self.metrics_file, default={}, kind=dict)
 
     def update_metrics(self, section: str, value: Any) -> dict:
         """Replace one top-level section of ``metrics.json`` (``train``, ``eval``...)."""

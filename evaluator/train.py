@@ -128,8 +128,27 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no pickled objects are executed)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``weights_only=True`` (no pickled objects are executed).
+
+    Raises:
+        evaluator.runs.CorruptRunFile: truncated, corrupted or not a checkpoint.
+    """
+    from evaluator.runs import CorruptRunFile
+
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        msg = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+        raise CorruptRunFile(path, f"truncated or corrupted checkpoint ({msg})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CorruptRunFile(path, f"not a complete checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+CHECKPOINT_KEYS = ("model", "ema", "optimizer", "step", "losses", "loss_pos", "rng")
 
 
 # ---- spectral block monitor ---------------------------------------------------------------
@@ -201,8 +220,8 @@ def loss_summary(losses: list[float], window: int = LOSS_WINDOW) -> dict[str, fl
 
 def _load_images(spec: Any, data: Any) -> torch.Tensor:
     if data is None:
-        from evaluator.datasets import load_dataset
-        data = load_dataset(spec.train.dataset, split="train")
+        from evaluator.datasets import spec_dataset
+        data = spec_dataset(spec, split="train")
     images = getattr(data, "images", data)
     images = torch.as_tensor(images, dtype=torch.float32)
     want = (spec.image.channels, spec.image.size, spec.image.size)
@@ -268,7 +287,8 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     ckpt = load_checkpoint(run.checkpoint_file) if (
         run is not None and resume and run.checkpoint_file.exists()) else None
     if ckpt is not None and ckpt.get("spec_hash") != hash_spec(spec):
-        raise ValueError(f"{run.checkpoint_file}: checkpoint belongs to another spec")
+        from archspec.errors import UserError
+        raise UserError(f"{run.checkpoint_file}: checkpoint belongs to another spec")
 
     seed_everything(cfg.seed)
     if model is None:

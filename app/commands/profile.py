@@ -32,7 +32,11 @@ def run_profile(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.repeats < 1:
         raise UserError("--batch-size and --repeats must be >= 1")
+    _check_device(args.device)
+    if args.only and not args.blocks:
+        raise UserError("--only selects blocks for --blocks; add --blocks")
     if args.blocks:
+        _check_only(args.only or [])
         rows = profile_blocks(repeats=args.repeats, only=args.only)
         print(json.dumps(rows, indent=2) if args.json else _blocks_table(rows))
         return 0
@@ -48,6 +52,41 @@ def run_profile(args: argparse.Namespace) -> int:
         return 0
     print(_models_table(results, compare))
     return 0
+
+
+def _check_device(name: str) -> None:
+    from archspec.errors import UserError
+    from evaluator.device import resolve_device
+
+    try:
+        dev = resolve_device(name)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"--device: {e}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device: {name!r} is not supported here (cpu, cuda or cuda:N)")
+    if dev.type == "cuda" and dev.index is not None:
+        import torch
+
+        if dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device: {name!r}: there are {torch.cuda.device_count()} "
+                            "CUDA devices")
+
+
+def _check_only(names: list[str]) -> None:
+    """Every ``--only`` name is a registered block that ``--blocks`` can time."""
+    import blocks
+    from archspec.errors import Problem, UserError
+    from blocks.registry import suggest
+
+    problems = []
+    for n in names:
+        if n not in blocks.BLOCKS:
+            problems.append(Problem(f"--only {n[:40]}", f"unknown block{suggest(n, blocks.names())}"))
+        elif n in ("input", "timestep", "unet"):
+            problems.append(Problem(f"--only {n}", "this block is not timed by --blocks "
+                                    "(io nodes and the unet composite)"))
+    if problems:
+        raise UserError(problems)
 
 
 def _profile_specs(args):

@@ -42,8 +42,8 @@ def _check_device(name: str) -> None:
 
     try:
         resolve_device(name)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"--device: {e}") from None
 
 
 # ---- train ------------------------------------------------------------------------------------
@@ -161,7 +161,8 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from evaluator.report import report
 
-    md, page = report(args.dir, args.out)
+    md, page = report(args.dir, args.out,
+                      on_skip=lambda line: print(f"skipped: {line}", file=sys.stderr))
     print(md)
     print(page)
     return 0

@@ -20,8 +20,8 @@ def add_validate(p: argparse.ArgumentParser) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     from archspec import SpecError, load_spec, spec_hash
 
-    bad = 0
-    for path in args.paths:
+    bad = crashed = 0
+    for path in args.paths:  # one bad file never stops the others from being checked
         try:
             spec = load_spec(path, overrides=args.override)
         except SpecError as e:
@@ -29,10 +29,16 @@ def run_validate(args: argparse.Namespace) -> int:
             for line in (e.lines() if e.source else [f"{path}: {p}" for p in e.problems]):
                 print(line, file=sys.stderr)
             continue
+        except Exception as e:  # noqa: BLE001 - a bug; report it and check the next file
+            from app.cli import internal_error
+
+            crashed += 1
+            print(f"{path}: {internal_error(e, 'validate')}", file=sys.stderr)
+            continue
         if not args.quiet:
             print(f"{path}: ok ({spec.name}, {spec.validated.total_params:,} parameters, "
                   f"hash {spec_hash(spec)})")
-    return 2 if bad else 0
+    return 1 if crashed else 2 if bad else 0
 
 
 def add_schema(p: argparse.ArgumentParser) -> None:

@@ -21,7 +21,12 @@ def test_validate_bad_prints_one_line_per_problem(write_spec, capsys):
     good = write_spec(MINIMAL, "good.yaml")
     assert main(["validate", str(good), str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"{bad}: image.size: expected >= 2, got -1"]  # schema layer stops first
+    # a bad image does not hide the unknown blocks: independent layers report together
+    assert err == [f"{bad}: image.size: expected >= 2, got -1",
+                   f"{bad}: model.nodes.f.block: unknown block 'rfft3' (did you mean 'rfft2', "
+                   "'irfft2', 'fft2'?)",
+                   f"{bad}: model.nodes.y.block: unknown block 'irfft3' (did you mean "
+                   "'irfft2', 'rfft2', 'ifft2'?)"]
     assert "Traceback" not in "\n".join(err)
 
 
