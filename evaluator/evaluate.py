@@ -135,47 +135,72 @@ def mean_ci(values: list[float], level: float = 0.95) -> dict[str, Any]:
 
 
 # ---- metrics --------------------------------------------------------------------------------
-def _call_metric(name: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    """Run a registered metric; a crash becomes an ``error`` result, not a lost evaluation."""
-    from evaluator.metrics import METRICS
-
+def _call_metric(metric: Any, given: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a registered metric on the inputs it declares; a crash becomes an ``error``
+    result, not a lost evaluation."""
+    args = [given[i] for i in metric.inputs if i != "extractor"]
+    kwargs = {"extractor": given["extractor"]} if "extractor" in metric.inputs else {}
     try:
-        out = METRICS.get(name).factory(*args, **kwargs)
+        out = metric.factory(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - one broken metric must not hide the others
-        return [{"metric": name, "value": None, "status": "error",
+        return [{"metric": metric.name, "value": None, "status": "error",
                  "reason": f"{type(e).__name__}: {e}"}]
     return out if isinstance(out, list) else [out]
 
 
 def quality_metrics(samples: Any, reference: Any, extractor: Any = None
                     ) -> list[dict[str, Any]]:
-    """FD/KD with the in-project extractor, FID/KID, LPIPS diversity and spectral stats.
+    """Every registered metric with ``evaluate=True``, in registry order, on the inputs it
+    declares (see :class:`evaluator.metrics.Metric`).
 
     Args:
         samples: (N, C, H, W) in [-1, 1].
         reference: held-out data (``ImageData`` or tensor) the samples are compared with.
-        extractor: the in-project feature extractor (trained on the training split).
+        extractor: the in-project feature extractor (trained on the training split), or
+            the exception that prevented it.
     """
-    ref_images = getattr(reference, "images", reference)
+    from evaluator.metrics import METRICS
+
+    given = {"samples": samples, "reference": getattr(reference, "images", reference),
+             "reference_data": reference, "extractor": extractor}
     results = []
-    if isinstance(extractor, Exception):  # never fall back to an extractor fit on the test set
-        results.append({"metric": "fd_kd", "value": None, "status": "error",
-                        "reason": f"feature extractor unavailable: {extractor}"})
-    else:
-        results += _call_metric("fd_kd", samples, reference, extractor=extractor)
-    results += _call_metric("fid_kid", samples, ref_images)
-    results += _call_metric("lpips_diversity", samples)
-    results += _call_metric("spectral", samples, ref_images)
+    for _, metric in METRICS.items():
+        if not metric.evaluate:
+            continue
+        if "extractor" in metric.inputs and isinstance(extractor, Exception):
+            # never fall back to an extractor fit on the test set
+            results.append({"metric": metric.name, "value": None, "status": "error",
+                            "reason": f"feature extractor unavailable: {extractor}"})
+            continue
+        results += _call_metric(metric, given)
     return results
 
 
-def feature_extractor(dataset: str) -> Any:
+def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Table columns, from the metric registry: each evaluated metric's declared columns
+    (``<dataset>`` resolved from the rows), in registry order, where some row has a value."""
+    from evaluator.metrics import METRICS
+
+    names = list(dict.fromkeys(n for r in rows for n in r.get("metrics", {})))
+    valued = {n for r in rows for n, m in r.get("metrics", {}).items()
+              if m.get("mean") is not None}
+    cols: list[str] = []
+    for _, metric in METRICS.items():
+        for col in metric.columns if metric.evaluate else ():
+            prefix, _, suffix = col.partition("<dataset>")
+            found = ([n for n in names if n.startswith(prefix) and n.endswith(suffix)]
+                     if "<dataset>" in col else [col])
+            cols += [n for n in found if n in valued and n not in cols]
+    return cols
+
+
+def feature_extractor(dataset: str, progress: bool = False) -> Any:
     """The in-project extractor for ``dataset`` (trained once on its training split, cached),
     or the exception that prevented it, which FD/KD then report as their error."""
     try:
         from evaluator.datasets import load_dataset
         from evaluator.metrics.features import extractor_for
-        return extractor_for(load_dataset(dataset, split="train"))
+        return extractor_for(load_dataset(dataset, split="train"), progress=progress)
     except Exception as e:  # noqa: BLE001 - recorded as the FD/KD result
         return e
 
@@ -217,11 +242,18 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     if reference is None:
         from evaluator.datasets import spec_dataset
         reference = spec_dataset(spec, split="test")
-    extractor = feature_extractor(spec.train.dataset)
+    extractor = feature_extractor(spec.train.dataset, progress)
     schedule = NoiseSchedule.from_spec(spec.diffusion)
     t0 = time.perf_counter()
     rows, spectra, metric_s = [], {}, 0.0
-    for sampler, steps in sampler_plan(spec, budget):
+    plan = sampler_plan(spec, budget)
+    from tqdm.auto import tqdm
+
+    # The outer bar counts sampler settings (the DDPM-T reference is the last and longest);
+    # each setting's own bar counts its model calls over all batches.
+    bar = tqdm(plan, desc=f"evaluate {spec.name}", unit="setting", disable=not progress)
+    for sampler, steps in bar:
+        bar.set_postfix_str(f"{sampler} {steps} steps")
         per_seed, m_s = _sample_and_measure(run, model, schedule, spec, sampler, steps,
                                             settings, reference, extractor, dev, progress)
         metric_s += m_s
@@ -261,7 +293,8 @@ def _sample_and_measure(run: RunDir, model: Any, schedule: Any, spec: Any, sampl
                      n=settings["num_samples"], shape=shape, seed=seed, clip=settings["clip"],
                      prediction=spec.diffusion.prediction, device=dev, progress=progress)
         if i == 0:
-            save_grid(res.images[:GRID_IMAGES], run.samples_file(sampler, steps))
+            save_grid(res.images[:GRID_IMAGES],
+                      run.eval_grid_file(settings["budget"], sampler, steps))
         t0 = time.perf_counter()
         metrics = quality_metrics(res.images, reference, extractor)
         metric_s += time.perf_counter() - t0
@@ -339,7 +372,7 @@ def evaluate(spec_paths: list[str | Path], budget: str = "quick", out: str | Pat
             rows.append({"pipeline": spec.name, "status": st.get("status"),
                          "reason": st.get("reason"), "run": str(run.path)})
             continue
-        res = evaluate_run(run, b, device, progress=False)
+        res = evaluate_run(run, b, device, progress=progress)
         rows += [{**r, "status": "ok", "run": str(run.path)} for r in res["results"]]
     return rows
 
@@ -357,24 +390,36 @@ def ensure_trained(spec: Any, out: str | Path, device: str, progress: bool) -> R
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text comparison table (one line per pipeline x sampler x steps)."""
-    fd = next((m for r in rows for m in r.get("metrics", {}) if m.startswith("FD-")), None)
-    cols = ["pipeline", "sampler", "steps", "NFE", "N", fd or "FD", "spectral-RAPS-dist",
-            "ms/NFE"]
+    """Plain-text comparison table (one line per pipeline x sampler x steps); its metric
+    columns come from the registry (:func:`metric_columns`)."""
+    mcols = metric_columns(rows)
+    cols = ["pipeline", "sampler", "steps", "NFE", "N", *mcols, "ms/NFE"]
     lines = [cols]
     for r in rows:
         if r.get("status") not in (None, "ok"):
-            lines.append([r["pipeline"], "-", "-", "-", "-", f"{r['status']}: {r.get('reason')}",
-                          "", ""])
+            lines.append([r["pipeline"], "-", "-", "-", "-", f"{r['status']}: {r.get('reason')}"]
+                         + [""] * (len(cols) - 6))
             continue
         m = r["metrics"]
         lines.append([r["pipeline"], r["sampler"] + (" (ref)" if r["reference"] else ""),
-                      str(r["steps"]), str(r["nfe"]), str(r["n"]), fmt_metric(m.get(fd)),
-                      fmt_metric(m.get("spectral-RAPS-dist")), fmt_metric(r["ms_per_nfe"])])
+                      str(r["steps"]), str(r["nfe"]), str(r["n"]),
+                      *[fmt_metric(m.get(c)) for c in mcols], fmt_metric(r["ms_per_nfe"])])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(cols))]
     table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
                       for row in lines)
-    return "\n".join([table, *settings_notes(rows)])
+    return "\n".join([table, *settings_notes(rows), *missing_notes(rows)])
+
+
+def missing_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per metric that no row could compute, with its first reason."""
+    out: dict[str, str] = {}
+    valued = {n for r in rows for n, m in r.get("metrics", {}).items()
+              if m.get("mean") is not None}
+    for r in rows:
+        for n, m in r.get("metrics", {}).items():
+            if n not in valued and n not in out:
+                out[n] = f"{n}: {m.get('reason') or m.get('status')}"
+    return list(out.values())
 
 
 def settings_notes(rows: list[dict[str, Any]]) -> list[str]:

@@ -139,21 +139,20 @@ def runs_table(runs: list[RunDir]) -> list[list[str]]:
     return rows
 
 
-def results_table(runs: list[RunDir], metric: str | None) -> list[list[str]]:
-    from evaluator.evaluate import fmt_metric
+def results_table(runs: list[RunDir], metric: str | None = None) -> list[list[str]]:
+    """One row per pipeline x sampler x steps; metric columns come from the metric registry
+    (:func:`evaluator.evaluate.metric_columns`), as in ``evaluate``'s own table."""
+    from evaluator.evaluate import fmt_metric, metric_columns
 
-    kd = "KD-" + metric[3:] if metric and metric.startswith("FD-") else "KID"
-    rows = [["pipeline", "sampler", "steps", "NFE", "N", "seeds", metric or "quality", kd,
-             "spectral-RAPS-dist", "ms/NFE"]]
-    for run in runs:
-        _, ev = best_eval(run)
-        for r in (ev or {}).get("results", []):
-            m = r["metrics"]
-            rows.append([r["pipeline"], r["sampler"] + (" (ref)" if r.get("reference") else ""),
-                         str(r["steps"]), str(r["nfe"]), str(r["n"]),
-                         ",".join(map(str, r["seeds"])), fmt_metric(m.get(metric)),
-                         fmt_metric(m.get(kd)), fmt_metric(m.get("spectral-RAPS-dist")),
-                         fmt_metric(r.get("ms_per_nfe"))])
+    results = [r for run in runs for r in (best_eval(run)[1] or {}).get("results", [])]
+    cols = metric_columns(results)
+    rows = [["pipeline", "sampler", "steps", "NFE", "N", "seeds", *cols, "ms/NFE"]]
+    for r in results:
+        m = r["metrics"]
+        rows.append([r["pipeline"], r["sampler"] + (" (ref)" if r.get("reference") else ""),
+                     str(r["steps"]), str(r["nfe"]), str(r["n"]),
+                     ",".join(map(str, r["seeds"])), *[fmt_metric(m.get(c)) for c in cols],
+                     fmt_metric(r.get("ms_per_nfe"))])
     return rows
 
 
@@ -244,7 +243,7 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
         parts += ["Metrics not computed:", ""] + [f"- {n}" for n in notes] + [""]
     parts += ["## Samples", ""]
     for run in runs:
-        for png in run.sample_files():
+        for png in _grids(run):
             rel = _relpath(png, out_dir)
             parts.append(f"![{run.name} {png.stem}]({rel})")
     return "\n".join(parts) + "\n"
@@ -272,7 +271,7 @@ def _html(runs: list[RunDir], metric: str | None) -> str:
     figs += [loss_figure(runs), spectra_figure(runs)]
     charts = "\n".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in unavailable_notes(runs))
-    grids = "\n".join(_img_tag(run, png) for run in runs for png in run.sample_files())
+    grids = "\n".join(_img_tag(run, png) for run in runs for png in _grids(run))
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Architecture search report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
@@ -290,8 +289,14 @@ figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:2
 """
 
 
+def _grids(run: RunDir) -> list[Path]:
+    """The grids of the evaluation the report shows (never ones ``sample`` wrote)."""
+    budget, _ = best_eval(run)
+    return run.eval_grid_files(budget) if budget else []
+
+
 def _img_tag(run: RunDir, png: Path) -> str:
     b64 = base64.b64encode(png.read_bytes()).decode()
-    cap = html.escape(f"{run.name} {png.stem.removeprefix('samples_')}")
+    cap = html.escape(f"{run.name} {png.stem.removeprefix('eval_')}")
     return (f'<figure><img alt="{cap}" src="data:image/png;base64,{b64}">'
             f"<figcaption>{cap}</figcaption></figure>")

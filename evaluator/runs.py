@@ -9,7 +9,8 @@ Layout (``root`` defaults to ``results/``)::
         loss.jsonl         one JSON object per training step
         metrics.json       train / speed / per-(sampler, steps) evaluation results
         spectra.json       radial band energies of data and samples
-        samples_<sampler>_<steps>.png   sample grids
+        eval_<budget>_<sampler>_<steps>.png   sample grids written by evaluate
+        samples_<sampler>_<steps>.png   sample grids written by `archsearch sample`
         checkpoint.pt      model, EMA, optimizer, RNG states (atomic writes)
         log.txt            human-readable event log
 
@@ -190,10 +191,16 @@ class RunDir:
     log_file = property(lambda self: self.path / "log.txt")
 
     def samples_file(self, sampler: str, steps: int) -> Path:
+        """Grid written by ``archsearch sample`` (never one that ``evaluate`` wrote)."""
         return self.path / f"samples_{_safe(sampler)}_{int(steps)}.png"
 
-    def sample_files(self) -> list[Path]:
-        return sorted(self.path.glob("samples_*.png"))
+    def eval_grid_file(self, budget: str, sampler: str, steps: int) -> Path:
+        """Grid of the first seed's samples written by ``evaluate`` under ``budget``."""
+        return self.path / f"eval_{_safe(budget)}_{_safe(sampler)}_{int(steps)}.png"
+
+    def eval_grid_files(self, budget: str | None = None) -> list[Path]:
+        """The grids ``evaluate`` wrote (under ``budget``, or any), sorted."""
+        return sorted(self.path.glob(f"eval_{_safe(budget) if budget else '*'}_*.png"))
 
     # ---- spec ---------------------------------------------------------------------
     def spec_dict(self) -> dict:

@@ -203,6 +203,11 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     was_training = model.training
     model.eval()
     images, trajectory, xts, nfe_counts, elapsed = [], [], [], [], 0.0
+    n_batches, bar = -(-n // batch_size), None
+    if progress and n_batches > 1:  # the steps of each batch have their own inner bar
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_batches, desc=f"{sampler} {steps} steps", unit="batch", leave=False)
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
@@ -217,8 +222,12 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
                 nfe_counts.append(calls)
                 trajectory.append(traj)
                 xts.append(xt)
+                if bar is not None:
+                    bar.update(1)
     finally:
         model.train(was_training)
+        if bar is not None:
+            bar.close()
     steps_traj = xt_traj = None
     if return_trajectory:
         steps_traj = [torch.cat([b[i] for b in trajectory]) for i in range(nfe_counts[0])]

@@ -39,6 +39,7 @@ from torch import nn
 from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from tqdm.auto import trange
 
 from evaluator.metrics import cache_root as _cache_root
 from evaluator.metrics import file_sha256
@@ -155,10 +156,11 @@ def _labels_of(data: Any) -> torch.Tensor | None:
 
 
 def train_network(images: torch.Tensor, labels: torch.Tensor | None = None,
-                  config: TrainConfig = TrainConfig()) -> tuple[FeatureCNN, dict[str, Any]]:
+                  config: TrainConfig = TrainConfig(), progress: bool = False,
+                  ) -> tuple[FeatureCNN, dict[str, Any]]:
     """Train a :class:`FeatureCNN` on CPU: a classifier if ``labels`` else an auto-encoder.
 
-    Deterministic for a given torch build and thread count (fixed seed, fixed number of
+    ``progress`` shows a tqdm bar over the training steps. Deterministic for a given torch build and thread count (fixed seed, fixed number of
     steps, batches drawn from a seeded generator, deterministic algorithms on).
     """
     x = _quantise(as_images(images).cpu())  # (N, C, H, W) float32
@@ -172,7 +174,8 @@ def train_network(images: torch.Tensor, labels: torch.Tensor | None = None,
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps)
         net.train()
-        for _ in range(config.steps):
+        for _ in trange(config.steps, desc="feature extractor", leave=False,
+                        disable=not progress):
             idx = torch.randint(0, x.shape[0], (min(config.batch_size, x.shape[0]),), generator=gen)
             out = net(x[idx])
             loss = F.cross_entropy(out, labels[idx]) if num_classes else F.mse_loss(out, x[idx])
@@ -223,8 +226,9 @@ def _dataset_hash(data: Any) -> str:
 
 def extractor_for(data: Any, *, name: str | None = None,
                   cache_root: str | os.PathLike | None = None,
-                  config: TrainConfig = TrainConfig()) -> Extractor:
-    """The trained extractor for a dataset: loaded from the cache, or trained and cached.
+                  config: TrainConfig = TrainConfig(), progress: bool = False) -> Extractor:
+    """The trained extractor for a dataset: loaded from the cache, or trained and cached
+    (with a progress bar when ``progress``).
 
     Args:
         data: an ``ImageData`` (``.images`` in [-1, 1], ``.labels``, ``.hash``, ``.name``)
@@ -243,7 +247,7 @@ def extractor_for(data: Any, *, name: str | None = None,
     path = (_cache_root(cache_root) / "extractors"
             / f"{name}-{dhash[:16]}-v{EXTRACTOR_VERSION}-{kind}-{recipe}.pt")
     if not path.is_file():
-        net, quality = train_network(as_images(data), labels, config)
+        net, quality = train_network(as_images(data), labels, config, progress)
         meta = {"dataset": name, "dataset_hash": dhash, "kind": kind,
                 "version": EXTRACTOR_VERSION, "config": asdict(config), **quality}
         save_network(net, path, meta)

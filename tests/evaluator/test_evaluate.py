@@ -11,8 +11,8 @@ import yaml
 from archspec import spec_from_dict, spec_hash
 from archspec.errors import UserError
 from evaluator.evaluate import (
-    BUDGETS, Budget, apply_budget, check_samplers, evaluate, format_table, mean_ci,
-    sampler_plan,
+    BUDGETS, Budget, apply_budget, check_samplers, eval_settings, evaluate, format_table,
+    mean_ci, sampler_plan,
 )
 from evaluator.runs import RunDir, read_json
 from tests.evaluator.helpers import mini_spec
@@ -107,7 +107,7 @@ def test_evaluate_trains_samples_and_measures(evaluated):
         assert fd["ci95"] is not None and fd["weights_sha256"]
         assert r["metrics"]["FID"]["status"] == "unavailable"
         assert r["metrics"]["FID"]["reason"].startswith("unavailable:")
-        assert run.samples_file(r["sampler"], r["steps"]).is_file()
+        assert run.eval_grid_file("full", r["sampler"], r["steps"]).is_file()
     assert rows[-1]["reference"] and rows[-1]["nfe"] == 50
     ev = run.metrics()["eval"]["full"]
     assert ev["speed"]["params"] > 0 and ev["speed"]["train_steps_per_second"] > 0
@@ -138,5 +138,86 @@ def test_evaluate_rejects_missing_spec_and_bad_budget(tmp_path):
         evaluate([], budget="huge", out=tmp_path)
 
 
-def test_budget_dataclass_defaults_mean_everything():
-    assert Budget("x") == Budget("x", None, None, None, None, None, None)
+def test_a_budget_caps_only_what_it_names():
+    spec = mini(evaluate={"num_samples": 32, "seeds": [3, 4, 5]})
+    tiny = eval_settings(spec, Budget("tiny", num_samples=4, seeds=1))
+    assert (tiny["num_samples"], tiny["seeds"]) == (4, [3])
+    assert tiny["plan"] == [["ddim", 5], ["ddim", 10], ["ddpm", 50]]  # steps not capped
+    whole = eval_settings(spec, Budget("all"))
+    assert (whole["num_samples"], whole["seeds"]) == (32, [3, 4, 5])
+
+
+def test_evaluate_table_columns_come_from_the_metric_registry(evaluated, monkeypatch):
+    _, _, rows = evaluated
+    table = format_table(rows)
+    header = table.splitlines()[0].split()
+    # FD/KD and the spectral distance have values; FID/KID and LPIPS-diversity are
+    # unavailable (no Inception or AlexNet weights in tests), so each becomes a note line
+    # with its reason instead of an empty column
+    assert header[5:-1] == ["FD-digits", "KD-digits", "spectral-RAPS-dist"]
+    lines = table.splitlines()
+    for name in ("FID", "KID", "LPIPS-diversity"):
+        assert any(line.startswith(f"{name}: unavailable:") for line in lines), name
+    # a metric registered later gets its column without touching evaluate
+    from evaluator.metrics import METRICS, register_metric
+
+    register_metric("test_mean", inputs=("samples",), columns=("sample-mean",))(
+        lambda samples: {"metric": "sample-mean", "value": float(samples.mean()),
+                         "status": "ok", "n": len(samples)})
+    try:
+        import torch
+
+        from evaluator.evaluate import metric_columns, quality_metrics
+        x = torch.full((4, 1, 8, 8), 0.25)
+        res = {m["metric"]: m for m in quality_metrics(x, torch.zeros(4, 1, 8, 8), None)}
+        assert res["sample-mean"]["value"] == pytest.approx(0.25)
+        row = {"metrics": {"sample-mean": {"mean": 0.25}}}
+        assert metric_columns([row]) == ["sample-mean"]
+    finally:
+        METRICS.remove("test_mean")
+
+
+def test_report_of_real_evaluate_output_embeds_only_evaluated_grids(evaluated, tmp_path):
+    import base64
+
+    from app.cli import main
+    from evaluator.evaluate import fmt_metric
+    from evaluator.report import report
+
+    root, _, rows = evaluated
+    run = RunDir.open(rows[0]["run"])
+    grids = [run.eval_grid_file("full", r["sampler"], r["steps"]) for r in rows]
+    before = [g.read_bytes() for g in grids]
+    # `archsearch sample` writes its own grid, never over the ones evaluate wrote
+    assert main(["sample", str(run.path), "--sampler", "ddim", "--steps", "5", "--n", "4",
+                 "--seed", "7", "--device", "cpu", "--no-progress"]) == 0
+    assert [g.read_bytes() for g in grids] == before
+    sampled = run.samples_file("ddim", 5)
+    assert sampled.is_file() and sampled not in run.eval_grid_files()
+
+    md, page = report(root / "results", out=tmp_path)
+    text = md.read_text()
+    for r in rows:
+        label = r["sampler"] + (" (ref)" if r["reference"] else "")
+        fd = fmt_metric(r["metrics"]["FD-digits"])
+        assert f"| mini | {label} | {r['steps']} | {r['nfe']} | 32 | 0,1 | {fd} |" in text
+    assert "FID: unavailable:" in text
+    html = page.read_text()
+    for g in grids:
+        assert f"data:image/png;base64,{base64.b64encode(g.read_bytes()).decode()}" in html
+    assert base64.b64encode(sampled.read_bytes()).decode() not in html
+    assert "FD-digits vs NFE" in html
+
+
+def test_evaluate_shows_one_bar_over_settings_including_the_ddpm_reference(evaluated, capsys):
+    from evaluator.evaluate import evaluate_run
+
+    _, _, rows = evaluated
+    run = RunDir.open(rows[0]["run"])
+    tiny = Budget("tiny", num_samples=4, seeds=1, steps_per_sampler=1)
+    out = evaluate_run(run, tiny, "cpu", progress=True)
+    assert [(r["sampler"], r["steps"]) for r in out["results"]] == [("ddim", 5), ("ddpm", 50)]
+    err = capsys.readouterr().err
+    assert "evaluate mini" in err and "2/2" in err  # the outer bar counted both settings
+    assert "ddpm 50 steps, 1 batch(es)" in err and "/50 [" in err  # the reference's own bar
+    assert run.eval_grid_file("tiny", "ddpm", 50).is_file()

@@ -43,7 +43,9 @@ def fake_run(root, name, width, fd):
                                           "speed": {"params": 123}}})
     write_json(run.spectra_file, {"data": {"band_shares": [0.7, 0.3], "band_edges": [0, .25, .5]},
                                   "ddim_5": {"band_shares": [0.6, 0.4]}})
-    save_grid(torch.linspace(-1, 1, 4 * 64).view(4, 1, 8, 8), run.samples_file("ddim", 5))
+    save_grid(torch.linspace(-1, 1, 4 * 64).view(4, 1, 8, 8), run.eval_grid_file("quick", "ddim", 5))
+    # a grid from `archsearch sample`: not an evaluated result, so never in the report
+    save_grid(torch.zeros(4, 1, 8, 8), run.samples_file("ddim", 5))
     run.set_status("finished")
     return run
 
@@ -56,7 +58,8 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path):
     text = md.read_text()
     assert "| spatial |" in text and "| spectral | ddpm (ref) | 50 |" in text
     assert "FID: unavailable: Inception weights not found at /x" in text
-    assert "(runs/spatial/" in text and "samples_ddim_5.png)" in text
+    assert "(runs/spatial/" in text and "eval_quick_ddim_5.png)" in text
+    assert "samples_ddim_5.png" not in text
     html = page.read_text()
     # self-contained: no external scripts, styles or images
     assert not re.search(r"<script[^>]+src=", html)
@@ -64,8 +67,9 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path):
     assert not re.search(r"<img[^>]+src=\"(?!data:)", html)
     assert "Plotly.newPlot" in html and len(html) > 1_000_000  # plotly.js inline
     # the embedded grid is the run's PNG, byte for byte
-    png = base64.b64encode(a.samples_file("ddim", 5).read_bytes()).decode()
+    png = base64.b64encode(a.eval_grid_file("quick", "ddim", 5).read_bytes()).decode()
     assert f"data:image/png;base64,{png}" in html
+    assert base64.b64encode(a.samples_file("ddim", 5).read_bytes()).decode() not in html
     assert html.count("Plotly.newPlot") == 3  # quality vs NFE, loss, spectra
     assert "FD-digits vs NFE" in html
 
