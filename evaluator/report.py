@@ -166,6 +166,12 @@ def unavailable_notes(runs: list[RunDir]) -> list[str]:
     return sorted(notes)
 
 
+def stability_notes(runs: list[RunDir]) -> list[str]:
+    """One line per stability warning training recorded (``metrics.json``, train section)."""
+    return [f"{run.name} ({run.hash[:8]}): {w['message']}" for run in runs
+            for w in run.metrics().get("train", {}).get("stability", {}).get("warnings", [])]
+
+
 def _num(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, (int, float)) else "-"
 
@@ -236,6 +242,7 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
     parts = ["# Architecture search report", "",
              f"{len(runs)} run(s). Interactive charts: `report.html` (self-contained).", "",
              "## Runs", "", _md_table(runs_table(runs)), "",
+             *_stability_md(runs),
              "## Quality vs NFE", "", _md_table(results_table(runs, metric)), "",
              *[f"- {n}" for n in _settings(runs)], ""]
     notes = unavailable_notes(runs)
@@ -247,6 +254,14 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
             rel = _relpath(png, out_dir)
             parts.append(f"![{run.name} {png.stem}]({rel})")
     return "\n".join(parts) + "\n"
+
+
+def _stability_md(runs: list[RunDir]) -> list[str]:
+    notes = stability_notes(runs)
+    if not notes:
+        return []
+    return ["**Stability warnings** (spectral blocks whose activation or gradient norm "
+            "blew up during training):", "", *[f"- WARNING: {n}" for n in notes], ""]
 
 
 def _settings(runs: list[RunDir]) -> list[str]:
@@ -280,6 +295,7 @@ figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:2
 <script type="text/javascript">{get_plotlyjs()}</script></head><body>
 <h1>Architecture search report</h1>
 <h2>Runs</h2>{_html_table(runs_table(runs))}
+{_stability_html(runs)}
 <h2>Quality vs NFE</h2>{_html_table(results_table(runs, metric))}
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in _settings(runs))}</ul>
 <ul>{notes}</ul>
@@ -293,6 +309,14 @@ def _grids(run: RunDir) -> list[Path]:
     """The grids of the evaluation the report shows (never ones ``sample`` wrote)."""
     budget, _ = best_eval(run)
     return run.eval_grid_files(budget) if budget else []
+
+
+def _stability_html(runs: list[RunDir]) -> str:
+    notes = stability_notes(runs)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f'<h3 style="color:#b00">Stability warnings</h3><ul>{items}</ul>'
 
 
 def _img_tag(run: RunDir, png: Path) -> str:

@@ -37,6 +37,13 @@ from evaluator.runs import RunDir, atomic_write, hash_spec
 # Block families whose activations and gradients are watched for explosions.
 SPECTRAL_FAMILIES = frozenset({"complex", "dual", "spectral", "spectral_attention"})
 LOSS_WINDOW = 50  # steps averaged at each end of the run for ``loss_drop``
+# Stability warning (issue 8: "monitor exploding magnitudes"): a spectral node whose mean
+# |activation| or gradient norm exceeds STABILITY_FACTOR x its smallest value over the
+# previous STABILITY_WINDOW steps. Steps before STABILITY_WARMUP are ignored: zero-
+# initialised layers legitimately grow from ~0 at the start.
+STABILITY_FACTOR = 10.0
+STABILITY_WINDOW = 500
+STABILITY_WARMUP = 100
 
 
 @dataclass
@@ -197,6 +204,49 @@ class SpectralMonitor:
             h.remove()
 
 
+def stability_warnings(records: list[dict], factor: float = STABILITY_FACTOR,
+                       window: int = STABILITY_WINDOW, warmup: int = STABILITY_WARMUP
+                       ) -> list[dict[str, Any]]:
+    """The first blow-up per (spectral node, quantity) in a run's loss records.
+
+    Args:
+        records: ``loss.jsonl`` records; those with a ``spectral`` entry are the monitor's.
+        factor: growth that counts as a blow-up.
+        window: steps back over which the baseline (the smallest positive value) is taken.
+        warmup: records at steps <= warmup are neither checked nor used as baselines.
+
+    Returns:
+        One dict per blow-up: node, quantity (``act`` or ``grad_norm``), step, value,
+        baseline, baseline_step, growth and a one-line ``message``.
+    """
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for rec in records:
+        if rec.get("step", 0) <= warmup:
+            continue
+        for node, vals in (rec.get("spectral") or {}).items():
+            for q in ("act", "grad_norm"):
+                v = vals.get(q)
+                if v is not None and math.isfinite(v) and v > 0:
+                    series.setdefault((node, q), []).append((rec["step"], float(v)))
+    out = []
+    for (node, q), pts in sorted(series.items()):
+        for i, (step, v) in enumerate(pts):
+            prior = [(b, s) for s, b in pts[:i] if step - s <= window]
+            if not prior:
+                continue
+            base, base_step = min(prior)
+            if v > factor * base:
+                what = "mean |activation|" if q == "act" else "gradient norm"
+                out.append({"node": node, "quantity": q, "step": step, "value": v,
+                            "baseline": base, "baseline_step": base_step, "growth": v / base,
+                            "message": f"spectral node {node!r}: {what} grew {v / base:.1f}x "
+                                       f"(from {base:.3g} at step {base_step} to {v:.3g} at "
+                                       f"step {step}; warning above {factor:g}x within "
+                                       f"{window} steps)"})
+                break
+    return out
+
+
 # ---- the loop -----------------------------------------------------------------------------
 @dataclass
 class _State:
@@ -325,10 +375,12 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     log = open(run.loss_file, "a") if run is not None else None
     bar = tqdm(total=cfg.steps, initial=st.step, disable=not progress, desc=spec.name,
                unit="step", leave=False)
-    reason, status = None, "finished"
+    reason, status, session_records = None, "finished", []
     try:
         while st.step < cfg.steps:
             rec = _one_step(model, opt, ema, step_loss, images, gen, dev, cfg, n_t, st, monitor)
+            if run is None and "spectral" in rec:
+                session_records.append(rec)
             if log is not None:
                 log.write(json.dumps(rec) + "\n")
             bar.update(1)
@@ -355,6 +407,13 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
                "seconds": elapsed, "steps_per_second": done / elapsed if elapsed > 0 else None,
                "device": describe_device(dev), "params": n_params,
                "batch_size": cfg.batch_size, "seed": cfg.seed}
+    warnings_ = stability_warnings(run.losses() if run is not None else session_records)
+    metrics["stability"] = {"factor": STABILITY_FACTOR, "window": STABILITY_WINDOW,
+                            "warmup": STABILITY_WARMUP, "warnings": warnings_}
+    for w in warnings_:
+        tqdm.write(f"WARNING: {spec.name}: {w['message']}")
+        if run is not None:
+            run.log(f"WARNING: {w['message']}")
     if run is not None:
         _finish_run(run, status, reason, metrics)
     return TrainResult(status, st.step, metrics, model, ema.state, run, reason)

@@ -94,3 +94,19 @@ def test_report_handles_runs_without_evaluation(tmp_path):
     md, page = report(tmp_path)
     assert "failed (non-finite loss at step 4)" in md.read_text()
     assert "Plotly.newPlot" in page.read_text()
+
+
+def test_report_shows_stability_warnings(tmp_path):
+    calm = fake_run(tmp_path, "calm", 16, 10.0)
+    hot = fake_run(tmp_path, "hot", 32, 20.0)
+    calm.update_metrics("train", {"steps": 20, "stability": {"warnings": []}})
+    msg = "spectral node 'eps': gradient norm grew 31.0x (from 0.1 at step 120 to 3.1 at step 300)"
+    hot.update_metrics("train", {"steps": 20, "stability": {"warnings": [{"message": msg}]}})
+    md, page = report(tmp_path)
+    text = md.read_text()
+    assert "Stability warnings" in text and f"WARNING: hot ({hot.hash[:8]}): {msg}" in text
+    assert "calm (" not in text.split("Stability warnings")[1].split("## ")[0]
+    assert "Stability warnings" in page.read_text() and "grew 31.0x" in page.read_text()
+    for run in (hot,):
+        run.update_metrics("train", {"steps": 20})
+    assert "Stability warnings" not in report(tmp_path)[0].read_text()

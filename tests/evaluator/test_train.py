@@ -274,3 +274,67 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
     assert f"resume at step {killed_at}" in run_b.log_file.read_text()
     assert json.loads(run_b.status_file.read_text())["status"] == "finished"
+
+
+# ---- stability warnings -------------------------------------------------------------------
+def _records(values, quantity="act", node="f", every=10):
+    return [{"step": (i + 1) * every, "loss": 1.0,
+             "spectral": {node: {"act": 1.0, "grad_norm": 1.0, quantity: v}}}
+            for i, v in enumerate(values)]
+
+
+def test_stability_warning_fires_on_fast_growth_only():
+    sw = train_mod.stability_warnings
+    # steps 10..300; warm-up is the first 100 steps, window 500, factor 10
+    flat = [1.0] * 30
+    fast = [1.0] * 20 + [2.0, 5.0, 12.0, 50.0] + [60.0] * 6        # 12x at step 230
+    assert sw(_records(flat)) == []
+    w = sw(_records(fast))
+    assert len(w) == 1 and (w[0]["node"], w[0]["quantity"], w[0]["step"]) == ("f", "act", 230)
+    assert w[0]["baseline"] == 1.0 and w[0]["growth"] == pytest.approx(12.0)
+    assert "'f'" in w[0]["message"] and "12.0x" in w[0]["message"]
+    # the same 12x spread over 1200 steps (never 10x within a 500-step window): no warning
+    slow = [1.0 * 12 ** (i / 119) for i in range(120)]
+    assert sw(_records(slow)) == []
+    # growth only inside the warm-up (zero-initialised layers waking up): no warning
+    assert sw(_records([1e-6, 1e-3, 1.0] + [1.0] * 20, every=30)) == []
+    assert sw(_records(fast, quantity="grad_norm"))[0]["quantity"] == "grad_norm"
+
+
+class Blowup(nn.Module):
+    """A spectral node x * exp(g) whose loss drives g up by Adam's lr every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.g = nn.Parameter(torch.zeros(()))
+        self.node_modules = nn.ModuleDict({"f": _Scale(self.g)})
+        self.node_families = {"f": "complex"}
+
+    def forward(self, x, t):
+        return self.node_modules["f"](x)
+
+
+class _Scale(nn.Module):
+    def __init__(self, g: nn.Parameter) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, x):
+        return x * torch.exp(self.g)
+
+
+def test_training_records_and_logs_stability_warnings(tmp_path):
+    def grow(model, x0, t, noise):
+        return -model(x0, t).abs().mean().log()
+
+    res = run_tiny(tmp_path, spec=make_spec(steps=160, lr=0.05, checkpoint_every=80,
+                                            grad_clip=None),
+                   model=Blowup(), monitor_every=10, step_loss=grow)
+    stab = res.run.metrics()["train"]["stability"]
+    assert stab["factor"] == train_mod.STABILITY_FACTOR and stab["warnings"]
+    w = stab["warnings"][0]
+    assert (w["node"], w["quantity"]) == ("f", "act") and w["growth"] > 10
+    assert "WARNING: spectral node 'f'" in res.run.log_file.read_text()
+    calm = run_tiny(tmp_path / "calm", spec=make_spec(steps=120), model=SpectralToy(),
+                    monitor_every=10)
+    assert calm.run.metrics()["train"]["stability"]["warnings"] == []
