@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch is not pinned by the project; this machine's pip takes 2.14.1 / 0.29.1 from disk.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean app
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 	$(BIN)/archsearch validate -q examples/specs/*.yaml
 	$(BIN)/archsearch evaluate $(DEMO_SPECS) --budget quick --out results
 	$(BIN)/archsearch report results
+
+# The Gradio app on http://127.0.0.1:7860 over the demo's results (make app RESULTS=dir).
+RESULTS ?= results
+app: $(STAMP)
+	$(BIN)/archsearch app --results $(RESULTS)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 DOMAIN_COLOURS = {"real": "#1f77b4", "complex": "#d62728", "dual": "#9467bd",
                   "time": "#2ca02c", "embed": "#2ca02c", None: "#7f7f7f"}
@@ -66,41 +65,70 @@ def graph_figure(g: Any) -> go.Figure:
 
 
 # ---- side by side ----------------------------------------------------------------------
+# The slider redraws these on every move, so they are plain plotly JSON (no figure-object
+# validation, which costs ~0.3 s per 2x2 figure); layout as make_subplots would give.
+_CELLS = {(1, 1): ("x", "y", [0, 0.45], [0.58, 1]), (1, 2): ("x2", "y2", [0.57, 1], [0.58, 1]),
+          (2, 1): ("x3", "y3", [0, 0.45], [0, 0.40]), (2, 2): ("x4", "y4", [0.57, 1], [0, 0.40])}
+_GRID = {"gridcolor": "#eeeeee", "zeroline": False, "linecolor": "#bbbbbb", "showline": True}
+
+
+def _trace(cell: tuple[int, int], x: list, y: list, colour: str, **kw: Any) -> dict:
+    xa, ya = _CELLS[cell][:2]
+    return {"type": "scatter", "mode": "lines", "x": list(x), "y": list(y), "xaxis": xa,
+            "yaxis": ya, "line": {"color": colour, **kw.pop("line", {})}, **kw}
+
+
 def panel_figure(band_energy: Any, stats: dict, ref: dict | None, k: int,
-                 title: str = "") -> go.Figure:
+                 title: str = "") -> Any:
     """2x2 under one panel: RAPS of x0-hat at step k vs data; band energy vs step (marker
-    at k, data shares dashed); log-magnitude and phase histograms at step k."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=(
-        "RAPS: x0-hat (red), data", "band share vs step", "log10 |F|", "phase"),
-        vertical_spacing=0.16, horizontal_spacing=0.12)
-    fig.update_annotations(font_size=11)
+    at k, data shares dotted); log-magnitude and phase histograms at step k.
+
+    Returns gradio's ``PlotData`` (plotly JSON) for a ``gr.Plot``."""
+    import json
+
+    from gradio.components.plot import PlotData
+
+    data: list[dict] = []
     if "raps" in stats:
-        r, p = stats["raps"]["radius"][1:], stats["raps"]["power"][1:]
-        fig.add_trace(go.Scatter(x=r, y=p, name="x0-hat", line=dict(color="#d62728")), 1, 1)
+        data.append(_trace((1, 1), stats["raps"]["radius"][1:], stats["raps"]["power"][1:],
+                           "#d62728", name="x0-hat"))
     if ref is not None:
-        fig.add_trace(go.Scatter(x=ref["raps"]["radius"][1:], y=ref["raps"]["power"][1:],
-                                 name="data", line=dict(color="black", dash="dash")), 1, 1)
-    fig.update_yaxes(type="log", row=1, col=1)
+        data.append(_trace((1, 1), ref["raps"]["radius"][1:], ref["raps"]["power"][1:],
+                           "black", name="data", line={"dash": "dash"}))
     steps = list(range(1, band_energy.shape[0] + 1))
+    shapes = [{"type": "line", "xref": "x2", "x0": k, "x1": k, "yref": "y2 domain", "y0": 0,
+               "y1": 1, "line": {"color": "black", "width": 1}}]
     for b in range(band_energy.shape[1]):
         c = BAND_COLOURS[b % len(BAND_COLOURS)]
-        fig.add_trace(go.Scatter(x=steps, y=band_energy[:, b].tolist(), name=f"band {b}",
-                                 line=dict(color=c), showlegend=False), 1, 2)
+        ys = [None if math.isnan(v) else v for v in band_energy[:, b].tolist()]
+        data.append(_trace((1, 2), steps, ys, c, name=f"band {b}"))
         if ref is not None:
-            fig.add_hline(y=ref["band_shares"][b], line=dict(color=c, dash="dot", width=1),
-                          row=1, col=2)
-    fig.add_vline(x=k, line=dict(color="black", width=1), row=1, col=2)
+            v = ref["band_shares"][b]
+            shapes.append({"type": "line", "xref": "x2 domain", "x0": 0, "x1": 1, "yref": "y2",
+                           "y0": v, "y1": v, "line": {"color": c, "dash": "dot", "width": 1}})
     for col, key in ((1, "log10_magnitude"), (2, "phase")):
         for src, colour in ((stats, "#d62728"), (ref, "black")):
             h = (src or {}).get("histograms", {}).get(key)
             if h:
                 e = h["edges"]
-                fig.add_trace(go.Scatter(x=[(a + b) / 2 for a, b in zip(e, e[1:])],
-                                         y=h["density"], line=dict(color=colour, shape="hvh"),
-                                         showlegend=False), 2, col)
-    fig.update_layout(template="plotly_white", height=430, title=title, showlegend=False,
-                      margin=dict(l=40, r=10, t=60, b=30))
-    return fig
+                data.append(_trace((2, col), [(a + b) / 2 for a, b in zip(e, e[1:])],
+                                   h["density"], colour, line={"shape": "hvh"}))
+    layout: dict[str, Any] = {
+        "title": {"text": title}, "height": 430, "showlegend": False,
+        "margin": {"l": 40, "r": 10, "t": 60, "b": 30}, "plot_bgcolor": "white",
+        "paper_bgcolor": "white", "shapes": shapes, "annotations": []}
+    names = {(1, 1): "RAPS: x0-hat (red), data", (1, 2): "band share vs step",
+             (2, 1): "log10 |F|", (2, 2): "phase"}
+    for cell, (xa, ya, xd, yd) in _CELLS.items():
+        n = xa[1:]
+        layout[f"xaxis{n}"] = {"domain": xd, "anchor": ya, **_GRID}
+        layout[f"yaxis{n}"] = {"domain": yd, "anchor": xa, **_GRID}
+        layout["annotations"].append({
+            "text": names[cell], "showarrow": False, "xref": "paper", "yref": "paper",
+            "x": sum(xd) / 2, "y": yd[1], "xanchor": "center", "yanchor": "bottom",
+            "font": {"size": 11}})
+    layout["yaxis"]["type"] = "log"
+    return PlotData(type="plotly", plot=json.dumps({"data": data, "layout": layout}))
 
 
 # ---- results ---------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def _f(v: Any) -> str:
 
 
 def render_step(trajs: list, k: int) -> list[Any]:
-    """Every panel's outputs at step ``k`` (1-based, clamped to 1..NFE)."""
+    """Every panel's outputs at step ``k`` (1-based, clamped to 1..NFE), then the panel
+    columns' visibility (layout blocks: not part of the API's outputs)."""
     from evaluator.trajectory import data_statistics, image_grid, step_statistics
 
     out: list[Any] = []
@@ -70,7 +71,7 @@ def render_step(trajs: list, k: int) -> list[Any]:
                 gr.update(value=image_grid(t.x0[j]), visible=True),
                 gr.update(value=figures.panel_figure(t.band_energy, stats, ref, j + 1,
                                                      f"{t.name}: step {j + 1}"), visible=True)]
-    return out
+    return out + [gr.update(visible=i < len(trajs)) for i in range(MAX_PANELS)]
 
 
 def build(ctx: Context) -> None:
@@ -93,9 +94,11 @@ def build(ctx: Context) -> None:
                      elem_id="step-slider")
     state = gr.State(None)
     outputs: list[Any] = []
+    columns: list[Any] = []
     with gr.Row():
         for i in range(MAX_PANELS):
-            with gr.Column(min_width=220):
+            with gr.Column(min_width=220, visible=False) as col:
+                columns.append(col)
                 outputs += [
                     gr.Markdown(visible=False, elem_id=f"panel-head-{i}"),
                     gr.Image(label="x_t", type="numpy", format="png", visible=False,
@@ -103,6 +106,7 @@ def build(ctx: Context) -> None:
                     gr.Image(label="x0-hat", type="numpy", format="png", visible=False,
                              interactive=False, elem_id=f"panel-x0-{i}"),
                     gr.Plot(visible=False, elem_id=f"panel-plot-{i}")]
+    outputs += columns
     with gr.Row():
         grid_btn = gr.Button("grid PNG of this step")
         grid_file = gr.File(label="download", interactive=False)
