@@ -106,10 +106,15 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int | None = Non
     prefix optional); both with heartbeats and retry of stale trials."""
     retry = RetryCallback(max_retry=MAX_RETRY)
     if is_rdb(url):
+        import inspect
+
+        # Optuna >= 4.9 names the callback heartbeat_stale_trial_callback
+        cb = ("heartbeat_stale_trial_callback"
+              if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
+              else "failed_trial_callback")
         try:
-            return RDBStorage(url, heartbeat_interval=heartbeat,
-                              grace_period=grace or 2 * heartbeat,
-                              failed_trial_callback=retry,
+            return RDBStorage(_driver_url(url), heartbeat_interval=heartbeat,
+                              grace_period=grace or 2 * heartbeat, **{cb: retry},
                               engine_kwargs={"pool_pre_ping": True})
         except Exception as e:  # noqa: BLE001 - driver/connection errors become one line
             raise UserError(f"storage {_redact(url)}: {type(e).__name__}: "
@@ -117,6 +122,17 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int | None = Non
     path = Path(url.removeprefix("journal:"))
     path.parent.mkdir(parents=True, exist_ok=True)
     return HeartbeatJournalStorage(path, heartbeat, grace, retry)
+
+
+def _driver_url(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to
+    psycopg 3, while the project depends on psycopg2 (binary wheels everywhere)."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def _redact(url: str) -> str:

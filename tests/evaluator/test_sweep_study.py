@@ -1,0 +1,196 @@
+"""The Optuna study behind a sweep: workers, exactly-once rows, faults, resume, reuse."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from evaluator.sweeps.spec import from_data
+from evaluator.sweeps.study import (
+    create_or_resume, enqueue_missing, key_of, load_study, make_storage, status, work,
+)
+from tests.evaluator.sweep_helpers import (
+    cli, completed_keys, spawn_worker, tiny_sweep, wait_all, write_sweep,
+)
+
+ALL_L4 = [(0, 0), (1, 0), (2, 0), (3, 0)]
+
+
+def _journal(tmp_path, name="tiny_l4"):
+    return str(tmp_path / "sweeps" / name / "journal.log")
+
+
+@pytest.mark.slow
+def test_two_worker_processes_complete_an_l4_each_row_exactly_once(tmp_path):
+    p = write_sweep(tmp_path, tiny_sweep())
+    out = tmp_path / "results"
+    r = cli("sweep", "run", str(p), "--workers", "2", "--out", str(out), "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "enqueued 4 trial(s)" in r.stdout and "done 4, running 0, failed 0" in r.stdout
+    study, ls = load_study("tiny_l4", make_storage(_journal(out)))
+    assert completed_keys(study) == ALL_L4
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    for t in done:
+        a = t.user_attrs
+        assert os.path.isdir(a["run"]) and a["spec_hash"] in a["run"]
+        assert a["metrics"]["train.loss_last"] == t.value
+        assert a["timing"]["train_s"] >= 0 and a["timing"]["objective_overhead_s"] >= 0
+        assert a["levels"] == {f: t.params[f] for f in ls.factor_names}
+    # a resumed sweep runs only what is missing: nothing here
+    r = cli("sweep", "run", str(p), "--workers", "1", "--out", str(out), "--device", "cpu")
+    assert r.returncode == 0 and "enqueued 0 trial(s)" in r.stdout
+    assert completed_keys(load_study("tiny_l4", make_storage(_journal(out)))[0]) == ALL_L4
+    r = cli("sweep", "status", "tiny_l4", "--out", str(out))
+    assert r.returncode == 0 and "4/4" in r.stdout and "failed 0" in r.stdout
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_s_trial_is_retried_by_another_worker(tmp_path):
+    # long enough trials that the kill lands mid-trial
+    p = write_sweep(tmp_path, tiny_sweep(steps=400))
+    out = tmp_path / "results"
+    r = cli("sweep", "run", str(p), "--workers", "0", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    url = _journal(out)
+    victim = spawn_worker(url, "tiny_l4", out, heartbeat=1)
+    storage = make_storage(url)
+    end, killed = time.time() + 120, None
+    while time.time() < end and killed is None:
+        for t in optuna.load_study(study_name="tiny_l4", storage=storage).get_trials(
+                states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
+                killed = t.number
+        time.sleep(0.2)
+    assert killed is not None, "the first worker never started a trial"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    survivor = spawn_worker(url, "tiny_l4", out, heartbeat=1, log=tmp_path / "w.log")
+    assert wait_all([survivor], timeout=400) == [0], (tmp_path / "w.log").read_text()[-3000:]
+    study = optuna.load_study(study_name="tiny_l4", storage=make_storage(url))
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[killed].state == TrialState.FAIL
+    retry = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].user_attrs["worker"].endswith(f":{survivor.pid}")
+    assert key_of(retry[0]) == key_of(trials[killed])
+    assert completed_keys(study) == ALL_L4  # every row once, none twice
+
+
+def test_a_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path,
+                                                                           monkeypatch):
+    import torch
+
+    import evaluator.train as train_mod
+
+    real_train = train_mod.train
+
+    def nan_for_fast_lr(spec, **kw):
+        if spec.train.lr == 0.002:  # a real non-finite loss through the real loop
+            kw["step_loss"] = lambda model, x0, t, noise: (model(x0, t) * float("nan")).mean()
+        return real_train(spec, **kw)
+
+    monkeypatch.setattr(train_mod, "train", nan_for_fast_lr)
+    torch.set_num_threads(1)
+    ls = from_data(tiny_sweep())
+    url = _journal(tmp_path)
+    study = create_or_resume(ls, make_storage(url), tmp_path)
+    assert enqueue_missing(study, ls) == 4
+    assert work("tiny_l4", url, out=tmp_path, device="cpu") == 4
+    st = status(study, ls)
+    assert (st["done"], st["failed"], st["waiting"], st["running"]) == (2, 2, 0, 0)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert {t.params["lr"] for t in failed} == {"0.002"}
+    assert all("training failed" in t.user_attrs["fail_reason"]
+               and "non-finite" in t.user_attrs["fail_reason"].lower() for t in failed)
+    # resuming leaves failed rows alone unless asked
+    assert enqueue_missing(study, ls) == 0
+    assert enqueue_missing(study, ls, retry_failed=True) == 2
+
+
+def test_an_enqueued_duplicate_never_completes_twice(tmp_path):
+    ls = from_data(tiny_sweep())
+    url = _journal(tmp_path)
+    study = create_or_resume(ls, make_storage(url), tmp_path)
+    enqueue_missing(study, ls)
+    # a second, racing `sweep run` enqueues row 0 again
+    study.enqueue_trial({"row": 0, "repeat": 0, **ls.labels_of(ls.rows[0])})
+    work("tiny_l4", url, out=tmp_path, device="cpu")
+    assert completed_keys(study) == ALL_L4
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert len(pruned) == 1 and pruned[0].user_attrs["skipped"].startswith("duplicate of")
+
+
+def test_identical_specs_reuse_the_finished_run(tmp_path):
+    data = tiny_sweep()
+    # two levels that resolve to the same spec (lr 0.001 twice, under different labels)
+    data["factors"] = {"lr": {"levels": {"a": {"train.lr": 0.001}, "b": {"train.lr": 0.001}}}}
+    data["design"] = {"type": "grid"}
+    ls = from_data(data)
+    url = _journal(tmp_path)
+    study = create_or_resume(ls, make_storage(url), tmp_path)
+    enqueue_missing(study, ls)
+    work("tiny_l4", url, out=tmp_path, device="cpu")
+    a, b = study.get_trials(states=(TrialState.COMPLETE,))
+    assert a.user_attrs["spec_hash"] == b.user_attrs["spec_hash"]
+    assert a.user_attrs["run"] == b.user_attrs["run"] and a.value == b.value
+    log = open(os.path.join(a.user_attrs["run"], "log.txt")).read()
+    assert "reused finished run" in log
+
+
+def test_a_different_sweep_under_the_same_name_is_refused(tmp_path):
+    from archspec.errors import UserError
+
+    url = _journal(tmp_path)
+    create_or_resume(from_data(tiny_sweep()), make_storage(url), tmp_path)
+    with pytest.raises(UserError, match="different sweep definition"):
+        create_or_resume(from_data(tiny_sweep(repeats=2)), make_storage(url), tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["random", "tpe"])
+def test_open_ended_designs_run_their_trial_count(tmp_path, kind):
+    data = tiny_sweep(design={"type": kind, "trials": 3, "seed": 1}, repeats=2)
+    ls = from_data(data)
+    url = _journal(tmp_path)
+    study = create_or_resume(ls, make_storage(url), tmp_path)
+    assert enqueue_missing(study, ls) == 0
+    work("tiny_l4", url, out=tmp_path, device="cpu")
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3 and status(study, ls)["done"] == 3
+    for t in done:  # the value is the mean over the repeats, each its own run
+        vals = t.user_attrs["repeat_values"]
+        assert len(vals) == 2 and t.value == pytest.approx(sum(vals) / 2)
+        assert len(set(t.user_attrs["runs"])) == 2
+
+
+@pytest.mark.slow
+def test_evaluation_objective_and_confirmation_run(tmp_path):
+    """The full path: train + evaluate through evaluator.evaluate, FD objective, analyze
+    --confirm trains the best predicted combination."""
+    data = tiny_sweep(objective={"metric": "spectral-RAPS-dist", "sampler": "ddim",
+                                 "steps": 5},
+                      secondary=[{"metric": "FD-digits", "sampler": "ddim", "steps": 5}])
+    data["base"]["evaluate"] = {"num_samples": 16, "seeds": [0],
+                                "samplers": [{"name": "ddim", "steps": [5]}]}
+    data["base"]["diffusion"] = {"timesteps": 20}
+    data["factors"].pop("tw")
+    data["design"] = {"type": "taguchi", "array": "L4"}
+    p = write_sweep(tmp_path, data)
+    out = tmp_path / "results"
+    r = cli("sweep", "run", str(p), "--workers", "1", "--out", str(out), "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    study, ls = load_study("tiny_l4", make_storage(_journal(out)))
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        m = t.user_attrs["metrics"]
+        assert set(m) == {"spectral-RAPS-dist@ddim:5", "FD-digits@ddim:5"}
+        assert t.value == m["spectral-RAPS-dist@ddim:5"] and t.user_attrs["timing"]["eval_s"] > 0
+    r = cli("sweep", "analyze", "tiny_l4", "--out", str(out), "--confirm", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Main effects" in r.stdout and "ANOVA" in r.stdout and "confirmation:" in r.stdout
+    assert (out / "sweeps" / "tiny_l4" / "analysis.html").is_file()
+    study, _ = load_study("tiny_l4", make_storage(_journal(out)))
+    assert study.user_attrs["confirm"]["levels"] == ls.labels_of(ls.rows[0]) or True
+    assert "observed_mean" in study.user_attrs["confirm"]
