@@ -76,8 +76,8 @@ def diff_specs(a, b, measure: Callable[[Any], dict[str, float]] | None = None
     per_node = {nid: pb.get(nid, 0) - pa.get(nid, 0) for nid in sorted(set(pa) | set(pb))
                 if pb.get(nid, 0) != pa.get(nid, 0)}
     out: dict[str, Any] = {
-        "a": {"name": a.name, "hash": spec_hash(a), "source": a._source},
-        "b": {"name": b.name, "hash": spec_hash(b), "source": b._source},
+        "a": {"name": a.name, "hash": spec_hash(a), "source": a.validated.source},
+        "b": {"name": b.name, "hash": spec_hash(b), "source": b.validated.source},
         "same_architecture": arch_hash(a) == arch_hash(b),
         "nodes": {"added": {n: nb[n]["block"] for n in nb if n not in na},
                   "removed": {n: na[n]["block"] for n in na if n not in nb},

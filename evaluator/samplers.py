@@ -204,17 +204,15 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     model.eval()
     images, trajectory, xts, nfe_counts, elapsed = [], [], [], [], 0.0
     n_batches, bar = -(-n // batch_size), None
-    if progress and n_batches > 1:  # the steps of each batch have their own inner bar
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_batches, desc=f"{sampler} {steps} steps", unit="batch", leave=False)
+    if progress:
+        bar = _CallsBar(f"{sampler} {steps} steps, {n_batches} batch(es)", n_batches)
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 x = noise[start:start + batch_size].to(device)
                 t0 = time.perf_counter()
                 x, calls, traj, xt, info = run(entry, model, x, schedule, steps, prediction,
-                                               clip, step_gen, return_trajectory, progress)
+                                               clip, step_gen, return_trajectory, bar)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 elapsed += time.perf_counter() - t0
@@ -222,8 +220,6 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
                 nfe_counts.append(calls)
                 trajectory.append(traj)
                 xts.append(xt)
-                if bar is not None:
-                    bar.update(1)
     finally:
         model.train(was_training)
         if bar is not None:
@@ -263,12 +259,42 @@ def _betas_sha256(schedule: "NoiseSchedule") -> str:
     return hashlib.sha256(repr(list(betas)).encode()).hexdigest()[:16]
 
 
-def _steps_bar(items: Any, progress: bool) -> Any:
+def _steps_bar(items: Any, progress: Any) -> Any:
+    """``items``, ticking a progress bar per item.
+
+    ``progress`` is False (no bar), True (a bar of its own) or the caller's shared tqdm
+    bar: :func:`sample` passes one bar for every model call of every batch, whose total
+    is set from the first batch's length.
+    """
     if not progress:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc="sampling", leave=False)
+    if progress is True:
+        return tqdm(items, desc="sampling", leave=False)
+    return progress.wrap(items)
+
+
+class _CallsBar:
+    """One tqdm bar over the steps of every batch; its total is known after the first."""
+
+    def __init__(self, desc: str, batches: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar, self.batches_left = tqdm(total=None, desc=desc, unit="step", leave=False), batches
+
+    def wrap(self, items: Any) -> Any:
+        items = list(items)
+        if self.bar.total is None:
+            self.bar.total = len(items) * self.batches_left
+            self.bar.refresh()
+        self.batches_left -= 1
+        for item in items:
+            yield item
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # ---- diffusers schedulers -------------------------------------------------------------------

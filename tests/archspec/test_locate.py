@@ -49,7 +49,8 @@ def test_check_text_good_and_bad():
     for p in problems:  # every problem's line holds the key its path ends in
         key = [k for k in path_parts(p["loc"]) if isinstance(k, str)][-1]
         assert key in bad.splitlines()[p["line"] - 1], p
-    assert {p["loc"] for p in problems} == {"image.size"}  # schema layer stops first
+    # independent layers report together: the bad image does not hide the unknown input
+    assert {p["loc"] for p in problems} == {"image.size", "model.nodes.y.in[0]"}
 
 
 def test_graph_layer_problem_has_line():
