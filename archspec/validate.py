@@ -404,7 +404,39 @@ def _spec_of(domain: str, t) -> "Any":
 def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
                  params: dict[str, BaseModel]) -> tuple[dict[str, Any], dict[str, int]]:
     """Infer every node's output (meta device, or CPU at batch 2 when small: see
-    :func:`inference_device`); then check the output shape and the memory budget."""
+    :func:`inference_device`); then check the output shape and the memory budget.
+
+    The result depends only on the image, the nodes, the output, the batch size and the
+    memory budget, so it is remembered for the last few such inputs: re-validating a spec
+    with other training or evaluation settings (``apply_budget``, overrides, sweeps)
+    does not rebuild the model. Validation never draws from torch's global RNG.
+    """
+    import json
+
+    import torch
+
+    key = json.dumps([spec.image.model_dump(), {n: [spec.model.nodes[n].block,
+                      spec.model.nodes[n].in_, params[n].model_dump(mode="json")] for n in order},
+                      spec.model.output, spec.train.batch_size, memory_budget_bytes(),
+                      FAST_MAX_IMAGE, FAST_MAX_WIDTH, FAST_MAX_NODES], sort_keys=True)
+    if key in _SHAPE_CACHE:
+        shapes, counts, problems = _SHAPE_CACHE[key]
+    else:
+        with torch.random.fork_rng(devices=[]):
+            shapes, counts, problems = _infer_shapes(spec, order, domains, params)
+        _SHAPE_CACHE[key] = shapes, counts, problems
+        while len(_SHAPE_CACHE) > 64:
+            _SHAPE_CACHE.pop(next(iter(_SHAPE_CACHE)))
+    if problems:
+        raise SpecError(problems)
+    return dict(shapes), dict(counts)
+
+
+_SHAPE_CACHE: dict[str, tuple] = {}
+
+
+def _infer_shapes(spec: Spec, order: list[str], domains: dict[str, str],
+                  params: dict[str, BaseModel]) -> tuple[dict, dict, list[Problem]]:
     import torch
 
     import blocks
@@ -455,9 +487,7 @@ def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
         problems.append(Problem("model.output", f"{short(out)} gives shape {shapes[out].shape}, "
                                 f"expected {img} to match image"))
     problems += _check_memory(spec, act_bytes[0] / SHAPE_BATCH, sum(counts.values()))
-    if problems:
-        raise SpecError(problems)
-    return shapes, counts
+    return shapes, counts, problems
 
 
 def _check_value(nid: str, node: NodeSpec, domain: str, v) -> list[Problem]:
