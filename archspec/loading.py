@@ -151,8 +151,11 @@ def short(text: Any, limit: int = 40) -> str:
 
 
 def short_id(text: str, limit: int = 40) -> str:
-    """A key as it appears in a dotted path, cut to ``limit`` characters."""
+    """A key as it appears in a dotted path: non-printable characters escaped (a key may
+    hold a newline), cut to ``limit`` characters."""
     text = str(text)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -342,7 +345,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for i, k in enumerate(keys[:-1]):
             nxt = node.get(k) if isinstance(node, dict) else None
             if not isinstance(nxt, dict):
-                problems.append(Problem(".".join(keys[: i + 1]),
+                problems.append(Problem(".".join(map(short_id, keys[: i + 1])),
                                         f"override {text!r}: no such mapping"))
                 break
             node = nxt

@@ -187,8 +187,10 @@ def cases(draw):
 
 def _check_error(e: SpecError, source: str | None) -> None:
     assert e.problems, "a SpecError lists its problems"
+    for p in e.problems:  # each part printable on its own, not only after lines()
+        assert len(f"{p}".splitlines()) <= 1, repr(str(p))
     for line in e.lines():
-        assert "\n" not in line and "\r" not in line, line
+        assert len(line.splitlines()) == 1 and "\n" not in line and "\r" not in line, line
         assert source is None or line.startswith(f"{source}: "), line
         assert len(line) < 800, line[:200]
         for internal in ("Traceback", "TensorSpec(", "<class ", "object at 0x"):

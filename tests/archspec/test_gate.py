@@ -385,3 +385,12 @@ def test_validated_spec_is_public():
     assert v.source == str(SPECS / "tiny_unet_8_graph.yaml")
     model = build_model(spec)
     assert sum(p.numel() for p in model.parameters()) == v.total_params
+
+
+def test_keys_with_line_breaks_stay_on_one_line(write_spec):
+    """Found by the fuzzer: a key holding '\\r' split a problem over two lines."""
+    got = lines_of(write_spec(MINIMAL + '? "a\\rb\\u2028c"\n: 1\n'))
+    assert got == ["a\\rb\\u2028c: unknown key; allowed: spec_version, name, description, "
+                   "image, vars, model, diffusion, train, evaluate"]
+    errs = errors(minimal(spec_version={"\r": 10**40}))
+    assert errs == ["spec_version.\\r: integer out of range"]
