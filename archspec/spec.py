@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from blocks.core import FiniteFloat
 
 SPEC_VERSION = 1
-MAX_NODES = 4096        # a U-Net is ~100 nodes; the bound keeps validation time bounded
+MAX_NODES = 1000        # a U-Net is ~100 nodes; the bound keeps validation time bounded
 MAX_ID = 64             # node id length; ids name modules and appear in every message
 
 

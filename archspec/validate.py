@@ -239,6 +239,7 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
     nodes, out = spec.model.nodes, spec.model.output
     g, problems = nx.DiGraph(), []
     g.add_nodes_from(nodes)
+    names = [n for n in nodes if len(n) <= MAX_ID][:1000]
     for nid in nodes:
         if len(nid) > MAX_ID:
             problems.append(Problem(f"model.nodes.{short_id(nid)}", f"node id is {len(nid)} "
@@ -260,8 +261,9 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
                                     f"got {n}"))
         for i, src in enumerate(node.in_):
             if src not in nodes:
-                problems.append(Problem(f"{loc}.in[{i}]", f"unknown node {short(src)}"
-                                        f"{suggest(src[:100], list(nodes)[:1000])}"))
+                # close matches cost a string comparison per node: only for the first few
+                hint = suggest(src[:100], names) if len(problems) < 20 else ""
+                problems.append(Problem(f"{loc}.in[{i}]", f"unknown node {short(src)}{hint}"))
             elif src == nid:
                 problems.append(Problem(f"{loc}.in[{i}]", "a node cannot read itself"))
             else:
@@ -275,7 +277,7 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
         problems.append(Problem("model.nodes", "more than one 'timestep' node"))
     if out not in nodes:
         problems.append(Problem("model.output", f"unknown node {short(out)}"
-                                f"{suggest(out[:100], list(nodes)[:1000])}"))
+                                f"{suggest(out[:100], names)}"))
     problems += _cycles(g)
     if problems:
         return None, problems
