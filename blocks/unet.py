@@ -124,8 +124,8 @@ def _reason(name: str, e: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                         for err in e.errors()[:3])
+        return "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg'][:1].lower()}"
+                         f"{err['msg'][1:]}" for err in e.errors()[:3])
     text = " ".join(str(e).split())
     return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
 
