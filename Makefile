@@ -23,7 +23,7 @@ test: $(STAMP)
 # 10,000 fresh random cases of the spec fuzzer (the suite runs 2,000 fixed ones).
 fuzz: $(STAMP)
 	ARCHSEARCH_FUZZ_EXAMPLES=10000 ARCHSEARCH_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q -s \
-		-p no:cacheprovider tests/archspec/test_fuzz.py
+		-p no:cacheprovider --timeout=7200 tests/archspec/test_fuzz.py
 
 # The main job: spatial, spectral and hybrid pipelines on digits, quick budget.
 DEMO_SPECS := examples/specs/tiny_unet_8.yaml examples/specs/spectral_unet_8.yaml \

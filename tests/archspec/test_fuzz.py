@@ -219,6 +219,7 @@ def _check_accepted(spec, stats: Counter) -> None:
     stats["forward"] += 1
 
 
+@pytest.mark.slow
 def test_fuzz_load_spec(tmp_path):
     stats: Counter = Counter()
     path = tmp_path / "spec"
