@@ -352,7 +352,8 @@ def test_a_check_provider_that_fails_to_load_is_an_error(monkeypatch):
     import archspec.checks as checks
 
     broken = md.EntryPoint("broken", "evaluator.no_such_module:check", checks.GROUP)
-    monkeypatch.setattr(checks.md, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(checks, "_installed_entry_points", lambda: [broken])
+    monkeypatch.setattr(checks, "_source_tree_entry_points", lambda: [])
     checks.providers.cache_clear()
     try:
         (err,) = errors(minimal())
@@ -365,7 +366,7 @@ def test_a_check_provider_that_fails_to_load_is_an_error(monkeypatch):
 def test_no_check_provider_is_an_error(monkeypatch):
     import archspec.checks as checks
 
-    monkeypatch.setattr(checks.md, "entry_points", lambda group: [])
+    monkeypatch.setattr(checks, "_installed_entry_points", lambda: [])
     monkeypatch.setattr(checks, "_source_tree_entry_points", lambda: [])
     checks.providers.cache_clear()
     try:
@@ -374,6 +375,15 @@ def test_no_check_provider_is_an_error(monkeypatch):
                               "'archsearch.checks')")
     finally:
         checks.providers.cache_clear()
+
+
+def test_the_evaluator_provider_is_declared_and_found():
+    import archspec.checks as checks
+
+    declared = {ep.name: ep.value for ep in checks._source_tree_entry_points()}
+    assert declared == {"evaluator": "evaluator.checks:check_spec"}
+    found, problems = checks.providers()
+    assert not problems and "evaluator" in dict(found)
 
 
 def test_validated_spec_is_public():
