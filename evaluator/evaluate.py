@@ -169,13 +169,16 @@ def quality_metrics(samples: Any, reference: Any, extractor: Any = None
     return results
 
 
-def feature_extractor(dataset: str) -> Any:
+def feature_extractor(dataset: str, spec: Any = None) -> Any:
     """The in-project extractor for ``dataset`` (trained once on its training split, cached),
-    or the exception that prevented it, which FD/KD then report as their error."""
+    or the exception that prevented it, which FD/KD then report as their error. With
+    ``spec``, the split is read as the spec says (``train.data_root``, image size)."""
     try:
-        from evaluator.datasets import load_dataset
+        from evaluator.datasets import load_dataset, spec_dataset
         from evaluator.metrics.features import extractor_for
-        return extractor_for(load_dataset(dataset, split="train"))
+        data = (spec_dataset(spec, "train") if spec is not None
+                else load_dataset(dataset, split="train"))
+        return extractor_for(data)
     except Exception as e:  # noqa: BLE001 - recorded as the FD/KD result
         return e
 
@@ -217,7 +220,7 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     if reference is None:
         from evaluator.datasets import spec_dataset
         reference = spec_dataset(spec, split="test")
-    extractor = feature_extractor(spec.train.dataset)
+    extractor = feature_extractor(spec.train.dataset, spec)
     schedule = NoiseSchedule.from_spec(spec.diffusion)
     t0 = time.perf_counter()
     rows, spectra, metric_s = [], {}, 0.0
