@@ -30,10 +30,14 @@ def read_text(path: str | Path) -> str:
     p = Path(path)
     if not p.is_file():
         raise SpecError("no such file" if not p.exists() else "not a regular file", str(path))
-    size = p.stat().st_size
-    if size > MAX_BYTES:
-        raise SpecError(f"file is {size} bytes; specs are limited to {MAX_BYTES} bytes", str(path))
-    data = p.read_bytes()
+    try:
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise SpecError(f"file is {size} bytes; specs are limited to {MAX_BYTES} bytes",
+                            str(path))
+        data = p.read_bytes()
+    except OSError as e:  # permissions, a file vanishing, a broken disk
+        raise SpecError(f"cannot read the file: {e.strerror or e}", str(path)) from None
     if b"\x00" in data:
         raise SpecError("binary file (contains NUL bytes), expected YAML or JSON text", str(path))
     try:

@@ -404,3 +404,15 @@ def test_keys_with_line_breaks_stay_on_one_line(write_spec):
                    "image, vars, model, diffusion, train, evaluate"]
     errs = errors(minimal(spec_version={"\r": 10**40}))
     assert errs == ["spec_version.\\r: integer out of range"]
+
+
+def test_unreadable_file_is_a_spec_error(write_spec, monkeypatch):
+    from pathlib import Path
+
+    path = write_spec(MINIMAL)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    assert lines_of(path) == ["cannot read the file: Permission denied"]
