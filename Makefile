@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch is not pinned by the project; this machine's pip takes 2.14.1 / 0.29.1 from disk.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test venv clean app
+.PHONY: demo test fuzz venv clean app
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# 10,000 fresh random cases of the spec fuzzer (the suite runs 2,000 fixed ones).
+fuzz: $(STAMP)
+	ARCHSEARCH_FUZZ_EXAMPLES=10000 ARCHSEARCH_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q -s \
+		-p no:cacheprovider --timeout=7200 tests/archspec/test_fuzz.py
 
 # The main job: spatial, spectral and hybrid pipelines on digits, quick budget.
 DEMO_SPECS := examples/specs/tiny_unet_8.yaml examples/specs/spectral_unet_8.yaml \

@@ -27,8 +27,8 @@ GROUP = "archsearch.checks"
 def _source_tree_entry_points() -> list[md.EntryPoint]:
     """The group as declared in this source tree's ``pyproject.toml``.
 
-    Used only when the installed metadata lacks the group (an editable install made
-    before the group was declared, or a checkout run from ``PYTHONPATH``).
+    Joined to the installed ones, for an editable install made before the group was
+    declared, or a checkout run from ``PYTHONPATH``.
     """
     import tomllib
 
@@ -41,11 +41,18 @@ def _source_tree_entry_points() -> list[md.EntryPoint]:
     return [md.EntryPoint(name, value, GROUP) for name, value in group.items()]
 
 
+def _installed_entry_points() -> list[md.EntryPoint]:
+    return list(md.entry_points(group=GROUP))
+
+
 @lru_cache(maxsize=1)
 def providers() -> tuple[tuple[tuple[str, Callable[[Any], Iterable[Problem]]], ...],
                          tuple[Problem, ...]]:
     """((name, check function) for each provider, problems loading them)."""
-    eps = list(md.entry_points(group=GROUP)) or _source_tree_entry_points()
+    eps = _installed_entry_points()
+    # the source tree's own declarations count too (an editable install made before they
+    # were added has no metadata for them); installed ones win on equal names
+    eps += [ep for ep in _source_tree_entry_points() if ep.name not in {e.name for e in eps}]
     found, problems = [], []
     for ep in sorted(eps, key=lambda e: e.name):
         try:

@@ -31,8 +31,15 @@ class UserError(Exception):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
+        """One line per problem, each exactly one line even if a part held a line break."""
         pre = f"{self.source}: " if self.source else ""
-        return [f"{pre}{p}" for p in self.problems]
+        return [_one_line(f"{pre}{p}") for p in self.problems]
+
+
+def _one_line(text: str) -> str:
+    if len(text.splitlines()) <= 1 and "\r" not in text and "\n" not in text:
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SpecError(UserError):

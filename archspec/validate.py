@@ -239,6 +239,7 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
     nodes, out = spec.model.nodes, spec.model.output
     g, problems = nx.DiGraph(), []
     g.add_nodes_from(nodes)
+    names = [n for n in nodes if len(n) <= MAX_ID][:1000]
     for nid in nodes:
         if len(nid) > MAX_ID:
             problems.append(Problem(f"model.nodes.{short_id(nid)}", f"node id is {len(nid)} "
@@ -260,8 +261,9 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
                                     f"got {n}"))
         for i, src in enumerate(node.in_):
             if src not in nodes:
-                problems.append(Problem(f"{loc}.in[{i}]", f"unknown node {short(src)}"
-                                        f"{suggest(src[:100], list(nodes)[:1000])}"))
+                # close matches cost a string comparison per node: only for the first few
+                hint = suggest(src[:100], names) if len(problems) < 20 else ""
+                problems.append(Problem(f"{loc}.in[{i}]", f"unknown node {short(src)}{hint}"))
             elif src == nid:
                 problems.append(Problem(f"{loc}.in[{i}]", "a node cannot read itself"))
             else:
@@ -275,7 +277,7 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
         problems.append(Problem("model.nodes", "more than one 'timestep' node"))
     if out not in nodes:
         problems.append(Problem("model.output", f"unknown node {short(out)}"
-                                f"{suggest(out[:100], list(nodes)[:1000])}"))
+                                f"{suggest(out[:100], names)}"))
     problems += _cycles(g)
     if problems:
         return None, problems
@@ -404,7 +406,39 @@ def _spec_of(domain: str, t) -> "Any":
 def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
                  params: dict[str, BaseModel]) -> tuple[dict[str, Any], dict[str, int]]:
     """Infer every node's output (meta device, or CPU at batch 2 when small: see
-    :func:`inference_device`); then check the output shape and the memory budget."""
+    :func:`inference_device`); then check the output shape and the memory budget.
+
+    The result depends only on the image, the nodes, the output, the batch size and the
+    memory budget, so it is remembered for the last few such inputs: re-validating a spec
+    with other training or evaluation settings (``apply_budget``, overrides, sweeps)
+    does not rebuild the model. Validation never draws from torch's global RNG.
+    """
+    import json
+
+    import torch
+
+    key = json.dumps([spec.image.model_dump(), {n: [spec.model.nodes[n].block,
+                      spec.model.nodes[n].in_, params[n].model_dump(mode="json")] for n in order},
+                      spec.model.output, spec.train.batch_size, memory_budget_bytes(),
+                      FAST_MAX_IMAGE, FAST_MAX_WIDTH, FAST_MAX_NODES], sort_keys=True)
+    if key in _SHAPE_CACHE:
+        shapes, counts, problems = _SHAPE_CACHE[key]
+    else:
+        with torch.random.fork_rng(devices=[]):
+            shapes, counts, problems = _infer_shapes(spec, order, domains, params)
+        _SHAPE_CACHE[key] = shapes, counts, problems
+        while len(_SHAPE_CACHE) > 64:
+            _SHAPE_CACHE.pop(next(iter(_SHAPE_CACHE)))
+    if problems:
+        raise SpecError(problems)
+    return dict(shapes), dict(counts)
+
+
+_SHAPE_CACHE: dict[str, tuple] = {}
+
+
+def _infer_shapes(spec: Spec, order: list[str], domains: dict[str, str],
+                  params: dict[str, BaseModel]) -> tuple[dict, dict, list[Problem]]:
     import torch
 
     import blocks
@@ -455,9 +489,7 @@ def check_shapes(spec: Spec, order: list[str], domains: dict[str, str],
         problems.append(Problem("model.output", f"{short(out)} gives shape {shapes[out].shape}, "
                                 f"expected {img} to match image"))
     problems += _check_memory(spec, act_bytes[0] / SHAPE_BATCH, sum(counts.values()))
-    if problems:
-        raise SpecError(problems)
-    return shapes, counts
+    return shapes, counts, problems
 
 
 def _check_value(nid: str, node: NodeSpec, domain: str, v) -> list[Problem]:

@@ -113,7 +113,24 @@ def _build(entry: BlockEntry, inputs: list[TensorSpec], extra: dict[str, Any] | 
     try:
         return entry.builder(entry.params(**kwargs), inputs)
     except Exception as e:  # name the block: the assembler only knows the unet node
-        raise ValueError(f"unet: building {entry.name!r} on {inputs}: {e}") from e
+        raise ValueError(f"unet: its inner {entry.name!r} block (on {_shapes(inputs)}): "
+                         f"{_reason(entry.name, e)}") from e
+
+
+def _shapes(inputs: list[TensorSpec]) -> str:
+    return ", ".join(f"{s.domain} {'x'.join(map(str, s.shape))}" for s in inputs)
+
+
+def _reason(name: str, e: Exception) -> str:
+    """One line: a parameter model's errors by field, else the message without the block
+    name repeated (``conv: conv: ...``)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg'][:1].lower()}"
+                         f"{err['msg'][1:]}" for err in e.errors()[:3])
+    text = " ".join(str(e).split())
+    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
 
 
 class Stage(nn.Module):

@@ -194,13 +194,16 @@ def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     return cols
 
 
-def feature_extractor(dataset: str, progress: bool = False) -> Any:
+def feature_extractor(dataset: str, spec: Any = None, progress: bool = False) -> Any:
     """The in-project extractor for ``dataset`` (trained once on its training split, cached),
-    or the exception that prevented it, which FD/KD then report as their error."""
+    or the exception that prevented it, which FD/KD then report as their error. With
+    ``spec``, the split is read as the spec says (``train.data_root``, image size)."""
     try:
-        from evaluator.datasets import load_dataset
+        from evaluator.datasets import load_dataset, spec_dataset
         from evaluator.metrics.features import extractor_for
-        return extractor_for(load_dataset(dataset, split="train"), progress=progress)
+        data = (spec_dataset(spec, "train") if spec is not None
+                else load_dataset(dataset, split="train"))
+        return extractor_for(data, progress=progress)
     except Exception as e:  # noqa: BLE001 - recorded as the FD/KD result
         return e
 
@@ -242,7 +245,7 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     if reference is None:
         from evaluator.datasets import spec_dataset
         reference = spec_dataset(spec, split="test")
-    extractor = feature_extractor(spec.train.dataset, progress)
+    extractor = feature_extractor(spec.train.dataset, spec, progress)
     schedule = NoiseSchedule.from_spec(spec.diffusion)
     t0 = time.perf_counter()
     rows, spectra, metric_s = [], {}, 0.0

@@ -103,6 +103,8 @@ def run_sample(args: argparse.Namespace) -> int:
     run = RunDir.open(args.run)
     if args.steps < 1 or args.n < 1:
         raise UserError(f"--steps and --n must be >= 1 (got {args.steps}, {args.n})")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be in 0..2**63-1, got {args.seed}")
     from blocks.registry import RegistryError
     from evaluator.samplers import SAMPLERS
 
@@ -117,6 +119,9 @@ def run_sample(args: argparse.Namespace) -> int:
     from evaluator.train import load_trained
 
     model, spec = load_trained(run, args.device, ema=not args.raw)
+    if args.steps > spec.diffusion.timesteps:
+        raise UserError(f"--steps {args.steps} exceeds the run's diffusion.timesteps "
+                        f"({spec.diffusion.timesteps})")
     shape = (spec.image.channels, spec.image.size, spec.image.size)
     res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=args.sampler,
                  steps=args.steps, n=args.n, shape=shape, seed=args.seed,

@@ -100,7 +100,12 @@ def add_blocks(p: argparse.ArgumentParser) -> None:
 
 def run_blocks(args: argparse.Namespace) -> int:
     import blocks
+    from archspec.errors import UserError
 
+    families = sorted({e.family for _n, e in blocks.BLOCKS.items()})
+    if args.family and args.family not in families:
+        raise UserError(f"--family: unknown family {args.family[:40]!r}; known: "
+                        f"{', '.join(families)}")
     out = []
     for name, e in blocks.BLOCKS.items():
         if args.family and e.family != args.family:

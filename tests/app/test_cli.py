@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,44 @@ def test_committed_schema_is_current():
     committed = json.loads((ROOT / "spec.schema.json").read_text())
     assert committed == json.loads(json.dumps(json_schema())), \
         "regenerate with: archsearch schema > spec.schema.json"
+
+
+# ---- every entry point: user errors exit 2 with located lines, bugs exit 1 in one line -------
+def test_validate_keeps_checking_after_a_crash(write_spec, monkeypatch, capsys):
+    import archspec
+
+    real = archspec.load_spec
+    first = write_spec(MINIMAL, "first.yaml")
+    bad = write_spec("name: [", "bad.yaml")
+
+    def flaky(path, overrides=None):
+        if str(path) == str(first):
+            raise KeyError("internal")
+        return real(path, overrides)
+
+    monkeypatch.setattr(archspec, "load_spec", flaky)
+    good = SPECS / "tiny_unet_8.yaml"
+    assert main(["validate", str(first), str(bad), str(good)]) == 1  # a bug outranks exit 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"{first}: internal error in validate (KeyError: 'internal')")
+    assert lines[1].startswith(f"{bad}: line ") and "invalid YAML" in lines[1]
+    assert f"{good}: ok" in out
+    Path(lines[0].split("Full traceback: ")[1]).unlink()
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["profile", "--device", "nope", str(SPECS / "tiny_unet_8.yaml")],
+     "--device: unknown device 'nope'"),
+    (["profile", "--device", "mps", str(SPECS / "tiny_unet_8.yaml")], "--device: "),
+    (["profile", "--blocks", "--only", "convv"],
+     "--only convv: unknown block (did you mean 'conv'"),
+    (["profile", "--only", "conv", str(SPECS / "tiny_unet_8.yaml")], "add --blocks"),
+    (["blocks", "--family", "spacial"], "--family: unknown family 'spacial'; known: "),
+    (["show", "-o", "vars.widht=3", str(SPECS / "tiny_unet_8.yaml")],
+     "vars.widht: override 'vars.widht=3': no such variable (did you mean 'width'?)"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err

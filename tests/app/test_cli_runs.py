@@ -104,3 +104,102 @@ def test_failed_training_exits_1_with_the_reason(spec_file, tmp_path, monkeypatc
     monkeypatch.setattr(train_mod, "train", lambda *a, **k: Failed())
     assert main(["train", str(spec_file), "--out", str(tmp_path), "--device", "cpu"]) == 1
     assert "failed: non-finite loss at step 4" in capsys.readouterr().err
+
+
+# ---- run store faults: a damaged file is named, skipped by report, refused by resume -------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two finished 2-step runs under one results root: (root, run A, run B)."""
+    root = tmp_path_factory.mktemp("store")
+    runs = []
+    for seed in (0, 1):
+        p = root / f"s{seed}.yaml"
+        p.write_text(yaml.safe_dump(mini_spec(train={"batch_size": 8, "steps": 2,
+                                                     "checkpoint_every": 1, "seed": seed})))
+        assert main(["train", str(p), "--out", str(root), "--device", "cpu",
+                     "--no-progress"]) == 0
+        runs.append(p)
+    found = [RunDir(q.parent) for q in sorted((root / "runs").glob("*/*/spec.resolved.json"))]
+    assert len(found) == 2
+    return root, runs, found
+
+
+CORRUPT = {"checkpoint.pt": lambda b: b[: len(b) // 2], "metrics.json": lambda b: b[:7],
+           "status.json": lambda b: b"\x00\xff{not json"}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPT))
+def test_resume_refuses_a_damaged_file_and_leaves_it(trained, name, capsys):
+    root, specs, runs = trained
+    run = next(r for r in runs if r.load_spec().train.seed == 0)
+    target = run.path / name
+    good = target.read_bytes()
+    try:
+        target.write_bytes(CORRUPT[name](good))
+        damaged = target.read_bytes()
+        argv = ["train", str(specs[0]), "--out", str(root), "--device", "cpu", "--no-progress",
+                "--resume", "--steps", "2"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"{target}: ") and "Traceback" not in err[0]
+        assert "restore or delete" in err[0]
+        assert target.read_bytes() == damaged, "nothing is overwritten"
+    finally:
+        target.write_bytes(good)
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "status.json"])
+def test_report_skips_and_lists_a_damaged_run(trained, name, tmp_path, capsys):
+    root, _specs, runs = trained
+    target = runs[1].path / name
+    good = target.read_bytes()
+    try:
+        target.write_bytes(CORRUPT[name](good))
+        assert main(["report", str(root), "--out", str(tmp_path)]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"skipped: {target}: corrupt JSON")
+        md = (tmp_path / "report.md").read_text()
+        assert "1 run(s)" in md and "## Skipped runs" in md and str(target) in md
+    finally:
+        target.write_bytes(good)
+
+
+def test_sample_names_a_damaged_checkpoint(trained, capsys):
+    _root, _specs, runs = trained
+    target = runs[0].checkpoint_file
+    good = target.read_bytes()
+    try:
+        target.write_bytes(b"PK\x03\x04 not really a zip")
+        assert main(["sample", str(runs[0].path), "--steps", "2", "--n", "2", "--device", "cpu",
+                     "--no-progress"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"{target}: truncated or corrupted checkpoint")
+    finally:
+        target.write_bytes(good)
+
+
+def test_train_refuses_a_spec_its_dataset_does_not_fit(tmp_path, capsys):
+    p = tmp_path / "rgb.yaml"
+    p.write_text(yaml.safe_dump(mini_spec(train={"dataset": "digits"},
+                                          image={"channels": 3, "size": 8})))
+    assert main(["train", str(p), "--out", str(tmp_path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: image: dataset 'digits' has images of 1 channel, 8x8 px" in err
+    assert not (tmp_path / "runs").exists(), "refused before anything was written"
+
+
+def test_internal_error_is_one_line_with_a_traceback_file(spec_file, monkeypatch, capsys):
+    import evaluator.train as train_mod
+
+    def boom(*a, **k):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(train_mod, "train", boom)
+    assert main(["train", str(spec_file), "--device", "cpu"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("internal error in train (RuntimeError: boom second line); this is "
+                           "a bug in archsearch")
+    path = Path(line.split("Full traceback: ")[1])
+    text = path.read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: boom" in text
+    path.unlink()

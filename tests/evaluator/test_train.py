@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from archspec.errors import UserError
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -213,7 +215,7 @@ def test_spectral_blocks_are_monitored_every_n_steps(tmp_path):
 def test_resume_refuses_a_checkpoint_of_another_spec(tmp_path):
     res = run_tiny(tmp_path, spec=make_spec(steps=4, checkpoint_every=2))
     other = RunDir(res.run.path)  # same folder, different spec
-    with pytest.raises(ValueError, match="another spec"):
+    with pytest.raises(UserError, match="another spec"):
         run_tiny(tmp_path, spec=make_spec(steps=8, checkpoint_every=2), run=other, resume=True)
 
 
