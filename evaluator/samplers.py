@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
-from archspec.choices import CLIP_POLICIES, PREDICTIONS
+from archspec.choices import CLIP_POLICIES
 from archspec.errors import UserError
 from blocks.registry import Entry, Registry
 
@@ -58,7 +58,7 @@ def _build(name: str, *args: Any, **kwargs: Any) -> Any:
 
 def _register(name: str, scheduler: str, doc: str, *, kwargs: dict | None = None,
               clip_mode: str | None = "thresholding", stochastic: bool = False,
-              predictions: tuple[str, ...] = PREDICTIONS) -> None:
+              predictions: tuple[str, ...] = ("epsilon", "x0", "v")) -> None:
     clips = {"thresholding": CLIP_POLICIES, "clip_sample": ("none", "clip"),
              None: ("none",)}[clip_mode]
     extra = {"scheduler": scheduler, "kwargs": dict(kwargs or {}), "clip_mode": clip_mode,
@@ -214,21 +214,15 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     was_training = model.training
     model.eval()
     images, trajectory, xts, nfe_counts, elapsed = [], [], [], [], 0.0
-    n_batches, bar = -(-n // batch_size), None
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 sched = build_scheduler(sampler, schedule, prediction, clip)
                 sched.set_timesteps(steps, device=device)
-                if progress and bar is None:  # one bar over every model call of every batch
-                    from tqdm.auto import tqdm
-
-                    bar = tqdm(total=n_batches * len(sched.timesteps), leave=False, unit="call",
-                               desc=f"{sampler} {steps} steps, {n_batches} batch(es)")
                 x = noise[start:start + batch_size].to(device) * sched.init_noise_sigma
                 t0 = time.perf_counter()
                 x, calls, traj, xt = _run_batch(model, sched, x, schedule, prediction,
-                                                step_gen, return_trajectory, bar)
+                                                step_gen, return_trajectory, progress)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 elapsed += time.perf_counter() - t0
@@ -238,8 +232,6 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
                 xts.append(xt)
     finally:
         model.train(was_training)
-        if bar is not None:
-            bar.close()
     steps_traj = xt_traj = None
     if return_trajectory:
         steps_traj = [torch.cat([b[i] for b in trajectory]) for i in range(nfe_counts[0])]
@@ -253,15 +245,20 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
 
 def _run_batch(model: "nn.Module", sched: Any, x: "torch.Tensor", schedule: "NoiseSchedule",
                prediction: str, step_gen: "torch.Generator | None", keep: bool,
-               bar: Any = None) -> tuple["torch.Tensor", int, list, list]:
+               progress: bool) -> tuple["torch.Tensor", int, list, list]:
     """The plain diffusers loop over ``sched.timesteps``.
 
     Returns (x, model calls, x0-hat per call, x_t per call); the lists are empty unless
     ``keep``.
     """
     step_kwargs = {"generator": step_gen} if step_gen is not None else {}
+    timesteps = sched.timesteps
+    if progress:
+        from tqdm.auto import tqdm
+
+        timesteps = tqdm(timesteps, desc="sampling", leave=False)
     calls, traj, xts = 0, [], []
-    for t in sched.timesteps:
+    for t in timesteps:
         inp = sched.scale_model_input(x, t)                       # VP-scaled x_t, (B, C, H, W)
         tb = t.reshape(1).expand(x.shape[0]).to(x.device)          # (B,)
         out = model(inp, tb)
@@ -270,6 +267,4 @@ def _run_batch(model: "nn.Module", sched: Any, x: "torch.Tensor", schedule: "Noi
             traj.append(schedule.to_x0_eps(inp, tb, out, prediction)[0].float().cpu())
             xts.append(x.float().cpu())
         x = sched.step(out, t, x, **step_kwargs).prev_sample
-        if bar is not None:
-            bar.update(1)
     return x, calls, traj, xts
