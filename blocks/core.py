@@ -199,7 +199,8 @@ def adapter_hint(src: str, dst: str) -> str:
 
 
 __all__ = [
-    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DEFAULT_SHAPES", "DOMAINS", "NoParams",
-    "RegistryError", "TensorSpec", "adapter_hint", "autocast_off", "build_block",
-    "default_inputs", "get_block", "odd_kernel", "register_block",
+    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DOMAINS", "NoParams", "RegistryError",
+    "TensorSpec", "adapter_hint", "autocast_off", "build_block", "get_block", "odd_kernel",
+    "register_block",
 ]
+__all__ += ["DEFAULT_SHAPES", "default_inputs"]
