@@ -312,4 +312,3 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
     assert f"resume at step {killed_at}" in run_b.log_file.read_text()
     assert json.loads(run_b.status_file.read_text())["status"] == "finished"
-
