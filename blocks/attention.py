@@ -225,8 +225,10 @@ class NystromSpectralAttention(nn.Module):
     ``softmax(QK^T)`` over N = H*W' frequencies is approximated by
     ``softmax(Q Kl^T) pinv(softmax(Ql Kl^T)) softmax(Ql K^T)``, with the landmarks Ql, Kl
     the per-band means of the queries and keys (bands are the natural summary of a
-    spectrum) and the pseudo-inverse from the paper's iterative scheme (no SVD, so it runs
-    on every device, meta included). Cost O(N * bands) instead of O(N^2). Residual:
+    spectrum). ``pinv`` is *not* the exact Moore-Penrose pseudo-inverse: it is the paper's
+    iterative scheme truncated after ``pinv_iters`` (default 6, as in Xiong et al.) steps,
+    an approximation whose error depends on the conditioning of the landmark kernel (no
+    SVD, so it runs on every device, meta included). Cost O(N * bands) instead of O(N^2). Residual:
     ``out = z + attn(z)``, with a learned per-frequency position embedding.
     """
 
@@ -241,7 +243,9 @@ class NystromSpectralAttention(nn.Module):
         self.pinv_iters = pinv_iters
 
     def pinv(self, a: torch.Tensor) -> torch.Tensor:
-        """Iterative Moore-Penrose inverse of (..., m, m) row-stochastic matrices."""
+        """Approximate pseudo-inverse of (..., m, m) row-stochastic matrices: ``pinv_iters``
+        steps of the Razavi et al. 2014 iteration used by Xiong et al. 2021, truncated,
+        so not the exact Moore-Penrose inverse."""
         eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
         scale = a.abs().sum(-1).amax(-1, keepdim=True) * a.abs().sum(-2).amax(-1, keepdim=True)
         v = a.transpose(-1, -2) / scale[..., None]
@@ -362,7 +366,8 @@ def _band_limited_attention(p: BandLimitedParams, inputs: list[TensorSpec]) -> n
 
 class NystromParams(_AttnParams):
     bands: int = Field(8, ge=1, le=256, description="radial bands used as landmarks")
-    pinv_iters: int = Field(6, ge=1, le=50, description="iterations of the pseudo-inverse")
+    pinv_iters: int = Field(6, ge=1, le=50,
+                            description="steps of the truncated iterative pseudo-inverse")
 
 
 @register_block("nystrom_spectral_attention", params=NystromParams,

@@ -209,7 +209,8 @@ def adapter_hint(src: str, dst: str) -> str:
 
 
 __all__ = [
-    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DEFAULT_SHAPES", "DOMAINS", "FiniteFloat", "NoParams",
+    "ADAPTERS", "BLOCKS", "BlockEntry", "BlockParams", "DEFAULT_SHAPES", "DOMAINS", "FiniteFloat",
+    "NoParams",
     "RegistryError", "TensorSpec", "adapter_hint", "autocast_off", "build_block",
     "default_inputs", "get_block", "odd_kernel", "register_block",
 ]

@@ -92,13 +92,12 @@ class Registry(Generic[T]):
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered thing with a parameter model and a factory.
+    """A registered thing: a factory, a one-line description and kind-specific ``extra``.
 
-    Used by registries other than blocks (samplers, metrics, datasets).
+    Used by the sampler and dataset registries (blocks and metrics have their own types).
     """
 
     name: str
     factory: Callable[..., Any]
-    params: type | None = None
     doc: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -238,6 +238,12 @@ def report(root: str | Path, out: str | Path | None = None,
     return md_path, html_path
 
 
+def _grids(run: RunDir) -> list[Path]:
+    """The grids of the evaluation the report shows (never ones ``sample`` wrote)."""
+    budget, _ = best_eval(run)
+    return run.eval_grid_files(budget) if budget else []
+
+
 def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
     parts = ["# Architecture search report", "",
              f"{len(runs)} run(s). Interactive charts: `report.html` (self-contained).", "",
@@ -303,12 +309,6 @@ figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:2
 <h2>Samples</h2>{grids}
 </body></html>
 """
-
-
-def _grids(run: RunDir) -> list[Path]:
-    """The grids of the evaluation the report shows (never ones ``sample`` wrote)."""
-    budget, _ = best_eval(run)
-    return run.eval_grid_files(budget) if budget else []
 
 
 def _stability_html(runs: list[RunDir]) -> str:

@@ -30,10 +30,13 @@ def test_hash_stable_across_order_format_and_yaml_vs_json(write_spec):
 
 
 def test_defaults_and_vars_do_not_change_hash(write_spec):
-    src = (SPECS / "tiny_unet_8.yaml").read_text()
-    literal = src.replace('"${vars.width}"', "32").replace('"${vars.block}"', "resblock")
-    literal = literal.replace("vars: {width: 32, block: resblock}", "")
-    literal = literal.replace("channel_mult: [1, 2]", "channel_mult: [1, 2], blocks_per_level: 1")
+    literal = (SPECS / "tiny_unet_8.yaml").read_text()
+    for old, new in [('"${vars.width}"', "32"), ('"${vars.block}"', "resblock"),
+                     ("vars: {width: 32, block: resblock}", ""),
+                     ("channel_mult: [1, 2]", "channel_mult: [1, 2], blocks_per_level: 1")]:
+        assert literal.count(old) == 1, f"the example no longer contains {old!r}"
+        literal = literal.replace(old, new)
+    assert "${vars." not in literal and "blocks_per_level" in literal
     assert spec_hash(load_spec(write_spec(literal))) == spec_hash(load_spec(SPECS / "tiny_unet_8.yaml"))
 
 

@@ -189,3 +189,18 @@ def test_registry_lists_params_and_domains():
     assert e.takes == ("real",) and e.gives == "complex"
     assert e.params is blocks.NoParams
     assert e.source == "blocks.adapters:_rfft2"
+
+
+def test_blocks_listing_shows_twins_and_sources(capsys):
+    import json
+
+    from app.cli import main
+
+    assert main(["blocks", "--json"]) == 0
+    listing = {b["block"]: b for b in json.loads(capsys.readouterr().out)}
+    assert listing["complex_conv"]["twin"] == "dual_conv"
+    assert listing["dual_conv"]["twin"] == "complex_conv" and listing["conv"]["twin"] is None
+    assert listing["complex_conv"]["source"] == "blocks.complex:_complex_conv"
+    assert main(["blocks", "--family", "dual"]) == 0
+    out = capsys.readouterr().out
+    assert "twin: complex_resblock" in out and "from:" not in out  # built-ins say no origin

@@ -1,7 +1,6 @@
 """The ``unet`` composite: shapes, gradients, parameter counts, attention placement, domains."""
 from __future__ import annotations
 
-import importlib
 
 import pytest
 import torch
@@ -186,18 +185,6 @@ def test_example_builds() -> None:
 # --------------------------------------------------------------------------- spectral stages
 
 
-def _need(*names: str) -> None:
-    """Skip unless the other families' blocks are registered (imported if present)."""
-    for module in ("blocks.complex", "blocks.dual"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
-    missing = [n for n in names if n not in blocks.BLOCKS]
-    if missing:
-        pytest.skip(f"blocks not registered yet: {missing}")
-
-
 @pytest.mark.parametrize("enc,dec,enc_d,dec_d", [
     ("complex_resblock", "resblock", "complex", "real"),
     ("resblock", "complex_resblock", "real", "complex"),
@@ -205,7 +192,6 @@ def _need(*names: str) -> None:
     ("complex_resblock", "dual_resblock", "complex", "dual"),
 ])
 def test_spectral_and_hybrid_unets(enc: str, dec: str, enc_d: str, dec_d: str) -> None:
-    _need(enc, dec, "spectral_down", "spectral_up", "dual_down", "dual_up")
     params = {"channels": 4, "channel_mult": [1, 2], "encoder": enc, "decoder": dec,
               "mid_attention": False, "groups": 2}
     specs = [TensorSpec("real", (2, 8, 8)), EMB]
@@ -222,7 +208,6 @@ def test_spectral_and_hybrid_unets(enc: str, dec: str, enc_d: str, dec_d: str) -
 
 
 def test_hybrid_converters() -> None:
-    _need("complex_resblock", "spectral_down", "spectral_up")
     net = _unet((1, 8, 8), channels=4, encoder="complex_resblock", decoder="resblock",
                 mid_attention=False, groups=2)
     assert isinstance(net.stem, RFFT2) and isinstance(net.bridge, IRFFT2)
@@ -231,6 +216,5 @@ def test_hybrid_converters() -> None:
 
 
 def test_real_attention_in_complex_stage_is_an_error() -> None:
-    _need("complex_resblock", "spectral_down", "spectral_up")
     with pytest.raises(ValueError, match="encoder attention 'self_attention' takes 'real'"):
         _unet((1, 8, 8), channels=4, encoder="complex_resblock", decoder="resblock")

@@ -225,3 +225,42 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images"):
         load_dataset("folder", root=str(tmp_path / "empty"))
+
+
+DATASET_MODULE = '''
+import torch
+
+from evaluator.datasets import ImageData, register_dataset
+
+
+@register_dataset("test_checker8", image_shape=(1, 8, 8))
+def _checker8(split, root, download, seed, n=None):
+    """8x8 checkerboards of random contrast (a test dataset)."""
+    count = n or (48 if split == "train" else 16)
+    g = torch.Generator().manual_seed(seed + (split == "test"))
+    board = (torch.arange(8)[:, None] + torch.arange(8)[None]) % 2 * 2.0 - 1.0
+    amp = torch.rand(count, 1, 1, 1, generator=g)
+    return ImageData(amp * board, None, "test_checker8", split)
+'''
+
+
+def test_a_dataset_registered_from_a_new_module_is_usable_by_specs(tmp_path, monkeypatch):
+    import importlib
+
+    from archspec import spec_from_dict
+    from evaluator.train import train
+    from tests.evaluator.helpers import mini_spec
+
+    (tmp_path / "my_dataset.py").write_text(DATASET_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("my_dataset")
+    try:
+        tr, te = load_dataset("test_checker8"), load_dataset("test_checker8", split="test")
+        assert tr.image_shape == (1, 8, 8) and (len(tr), len(te)) == (48, 16)
+        assert float(tr.images.abs().max()) <= 1.0
+        spec = spec_from_dict(mini_spec(train={"dataset": "test_checker8", "steps": 3}))
+        res = train(spec, root=None, device="cpu", progress=False)
+        assert res.status == "finished" and res.step == 3
+    finally:
+        DATASETS.remove("test_checker8")
+        monkeypatch.delitem(sys.modules, "my_dataset")

@@ -98,6 +98,44 @@ def test_training_lowers_loss_and_logs_every_step(tmp_path):
         assert torch.equal(ck["model"][k], v)
 
 
+def test_train_uses_the_spec_own_loss(tmp_path):
+    """No step_loss given: train builds it from spec.diffusion. The first step's loss is
+    recomputed independently (diffusers' alphas, the v target written out, min-SNR weight
+    by hand, uniform Fourier MSE == pixel MSE by Parseval) from the same random draws."""
+    from diffusers import DDPMScheduler
+
+    spec = spec_from_dict({
+        "name": "own_loss", "image": {"channels": 1, "size": 8},
+        "model": {"nodes": {"x": {"block": "input"}}, "output": "x"},
+        "diffusion": {"schedule": "linear", "timesteps": 1000, "prediction": "v",
+                      "loss": {"domain": "fourier", "time_weighting": "min_snr",
+                               "min_snr_gamma": 5.0}},
+        "train": {"steps": 1, "batch_size": 8, "lr": 1e-3, "seed": 3, "dataset": "synthetic8"}})
+    data = make_data(64)
+    torch.manual_seed(0)
+    model = Tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    res = train(spec, root=None, model=model, data=data, device="cpu", progress=False,
+                on_step=lambda step, loss: seen.append(loss))
+    assert res.status == "finished" and len(seen) == 1
+    # the same draws as the training step (all from one CPU generator seeded by train.seed)
+    gen = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, 64, (8,), generator=gen)
+    t = torch.randint(0, 1000, (8,), generator=gen)
+    noise = torch.randn((8, 1, 8, 8), generator=gen)
+    x0 = data[idx]
+    abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod.double()[t].view(-1, 1, 1, 1)
+    x_t = (abar.sqrt() * x0 + (1 - abar).sqrt() * noise).float()
+    v = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    model.load_state_dict(before)
+    with torch.no_grad():
+        mse = (model(x_t, t).double() - v).pow(2).mean(dim=(1, 2, 3))
+    snr = (abar / (1 - abar)).view(-1)
+    ref = (torch.clamp(snr, max=5.0) / (snr + 1) * mse).mean()
+    assert seen[0] == pytest.approx(float(ref), rel=1e-4)
+
+
 def test_loss_summary_relative_drop():
     s = loss_summary([2.0] * 10 + [1.0] * 10, window=5)
     assert s["loss_first"] == 2.0 and s["loss_last"] == 1.0 and s["loss_drop"] == 0.5
