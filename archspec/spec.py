@@ -88,7 +88,7 @@ class EvaluateSpec(Strict):
     num_samples: int = Field(1000, ge=1, le=1_000_000)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     clip: Literal["none", "clip", "dynamic"] = Field(
-        "dynamic", description="x0 clipping policy, identical for every sampler compared")
+        "clip", description="x0 clipping policy, identical for every sampler compared")
     samplers: list[SamplerSpec] = Field(default_factory=_default_samplers)
 
 

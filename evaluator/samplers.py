@@ -434,14 +434,24 @@ def euler_k(model: Any, x: "torch.Tensor", sigmas: "torch.Tensor", *, generator:
 
 
 @register_function("heun-k", doc="Heun 2nd order in sigma, as a function (Karras et al. "
-                   "2022, Alg. 1 without churn), 2 NFE per step but the last; all clip policies")
+                   "2022, Alg. 1 without churn); Euler for the first and last steps, "
+                   "2 NFE per step between; all clip policies")
 def heun_k(model: Any, x: "torch.Tensor", sigmas: "torch.Tensor", *, generator: Any = None,
            progress: bool = False) -> "torch.Tensor":
+    """Heun's method with an Euler first step.
+
+    The trailing grid starts at the schedule's sigma_max (2e4 for the cosine schedule,
+    alpha-bar ~ 2e-9); the trapezoid rule over that first jump averages the slope at 2e4
+    with the slope at ~6 and its error scales with the step, so on a Gaussian toy data
+    set it gives 10x the data variance at 5 steps. The Euler (= DDIM) step is exact in
+    the limit sigma -> inf for the x0-hat it is given. Karras et al. avoid this with
+    sigma_max = 80.
+    """
     for i in _steps_bar(range(len(sigmas) - 1), progress):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
         d = (x - model(x, s)) / s
         x_euler = x + d * (s_next - s)
-        if s_next == 0:                                           # last step: Euler to x0
+        if i == 0 or s_next == 0:                                 # Euler: see the docstring
             x = x_euler
             continue
         d2 = (x_euler - model(x_euler, s_next)) / s_next
