@@ -1,6 +1,10 @@
-"""Samplers: diffusers' schedulers driven by one loop, compared fairly.
+"""Samplers: diffusers' schedulers and k-diffusion-style functions, compared fairly.
 
-Every sampler is a diffusers scheduler built from the training :class:`NoiseSchedule`
+A sampler is either a diffusers scheduler (registered with ``_register``) or a plain
+function ``fn(model, x, sigmas, *, generator, progress) -> x`` in sigma (registered with
+:func:`register_function`; ``model`` is a :class:`Denoiser` returning the clipped x0-hat).
+
+Every scheduler sampler is built from the training :class:`NoiseSchedule`
 (``trained_betas``), with ``timestep_spacing="trailing"`` (Lin et al. 2024: the first step
 starts at t = T-1), the model's ``prediction_type``, and the x0 clipping policy set the same
 way for every scheduler:
@@ -15,12 +19,20 @@ way for every scheduler:
   quantile_0.995 |x0-hat|) per image, x0-hat clamped to [-s, s] and divided by s.
   ``sample_max_value`` is :data:`DYNAMIC_SAMPLE_MAX` (effectively no cap, as in the paper).
 
-A scheduler that cannot apply a policy raises a :class:`UserError` naming the samplers that
+Consistency: every sampler that clips updates from the clipped x0-hat alone, i.e. with the
+epsilon it implies. diffusers' DDIM needs ``use_clipped_model_output=True`` for that (its
+default keeps the model's raw epsilon in the direction term); DDPM's posterior mean,
+DPM-Solver++/SDE-DPM-Solver++/UniPC (x0 form), DEIS (epsilon re-derived from the
+thresholded x0) and Heun (derivative from x0-hat) already do. Function samplers get the
+clipped x0-hat from the denoiser, so they cannot mix the two.
+
+A sampler that cannot apply a policy raises a :class:`UserError` naming the samplers that
 can (``SAMPLERS.get(name).extra["clip"]`` lists the supported policies).
 
 Seeds: the initial noise for ``n`` samples is drawn once on the CPU with
 ``torch.Generator().manual_seed(seed)`` and is the same for every sampler; stochastic
-samplers get a second CPU generator seeded with ``seed + STEP_SEED_OFFSET``.
+samplers get a second CPU generator seeded with ``seed + STEP_SEED_OFFSET`` (function
+samplers draw from it with :func:`noise_like`).
 
 Importing this module is cheap (no torch or diffusers); they are imported when sampling.
 """
@@ -92,7 +104,9 @@ _register("euler", "EulerDiscreteScheduler",
 _register("euler-ancestral", "EulerAncestralDiscreteScheduler",
           "Euler ancestral, stochastic (Karras et al. 2022)", clip_mode=None, stochastic=True)
 _register("heun", "HeunDiscreteScheduler",
-          "Heun 2nd order, 2 NFE per step but the last (Karras et al. 2022)",
+          "Heun 2nd order, 2 NFE per step but the last (Karras et al. 2022); its correction "
+          "over the first jump from the cosine schedule's sigma_max (2e4) is far off: "
+          "prefer heun-k",
           clip_mode="clip_sample")
 _register("pndm", "PNDMScheduler", "PLMS (pseudo linear multistep, Liu et al. 2022)",
           kwargs={"skip_prk_steps": True}, clip_mode=None, predictions=("epsilon", "v"))

@@ -3,7 +3,12 @@
 Every deterministic registered sampler (a new one is checked without edits) samples the
 same briefly trained UNet at 10 and 50 steps; FD-digits at 50 steps must not exceed
 FD-digits at 10 steps by more than the noise margin. The clip policy is the examples'
-default (``EvaluateSpec.clip``) where a sampler supports it, else ``none``.
+default (``EvaluateSpec.clip``) where a sampler supports it, else ``none``; DDIM is also
+checked with ``dynamic``.
+
+This is a floor, not a quality bar: diffusers' ``heun`` (a Heun correction over the first
+jump from sigma_max = 2e4) and ``pndm`` score FD-digits in the hundreds at every step count
+on this model and still pass.
 
 Before DDIM re-derived eps from the clipped x0-hat, DDIM with ``dynamic`` clipping went
 62 -> 101 -> 230 at 10/20/50 steps on the spatial baseline (issue 8): exactly what this
@@ -20,11 +25,12 @@ from evaluator.samplers import SAMPLERS, sample
 
 pytestmark = pytest.mark.slow
 
-N = 360            # the whole digits test split
-TRAIN_STEPS = 400
-# FD-digits between two independent N=360 sample sets of one model differs by a few
-# percent (noise seeds 0 and 1 in sampler_check runs); 15% plus 1.0 absolute covers that
-# and still fails the 2-4x degradation the inconsistent DDIM showed.
+N = 256
+TRAIN_STEPS = 300
+# On this model (measured once, seed 0) the good solvers move by -20%..+6% from 10 to 50
+# steps (unipc 18.9 -> 19.9, dpmsolver++ 21.0 -> 19.9, ddim 26.2 -> 21.0); DDIM with
+# `dynamic` and the raw-eps update went 84.0 -> 102.3 (+22%), with the fix 57.1 -> 51.6.
+# 15% plus 1.0 absolute separates the two.
 REL_MARGIN, ABS_MARGIN = 0.15, 1.0
 
 SPEC = {
@@ -41,6 +47,9 @@ SPEC = {
 }
 
 DETERMINISTIC = [n for n in SAMPLERS.names() if not SAMPLERS.get(n).extra["stochastic"]]
+DEFAULT_CLIP = EvaluateSpec.model_fields["clip"].default
+CASES = [(n, DEFAULT_CLIP if DEFAULT_CLIP in SAMPLERS.get(n).extra["clip"] else "none")
+         for n in DETERMINISTIC] + [("ddim", "dynamic")]   # the issue-8 regression
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +80,7 @@ def _fd(trained, sampler: str, steps: int, clip: str) -> float:
     return next(r["value"] for r in out if r["metric"] == "FD-digits")
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC)
-def test_more_steps_do_not_make_samples_worse(trained, name):
-    default = EvaluateSpec.model_fields["clip"].default
-    clip = default if default in SAMPLERS.get(name).extra["clip"] else "none"
+@pytest.mark.parametrize("name,clip", CASES)
+def test_more_steps_do_not_make_samples_worse(trained, name, clip):
     fd10, fd50 = _fd(trained, name, 10, clip), _fd(trained, name, 50, clip)
     assert fd50 <= fd10 * (1 + REL_MARGIN) + ABS_MARGIN, (name, clip, fd10, fd50)
