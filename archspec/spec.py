@@ -103,7 +103,7 @@ class EvaluateSpec(Strict):
     seeds: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(
         default_factory=lambda: [0], min_length=1, max_length=1024)
     clip: Literal[CLIP_POLICIES] = Field(
-        "dynamic", description="x0 clipping policy, identical for every sampler compared")
+        "clip", description="x0 clipping policy, identical for every sampler compared")
     samplers: list[SamplerSpec] = Field(default_factory=_default_samplers)
 
 

@@ -165,5 +165,6 @@ def _dual_head(p: HeadParams, inputs: list[TensorSpec]) -> nn.Module:
 
 EXAMPLES: dict[str, tuple[dict, list[TensorSpec]]] = {
     "spectral_head": ({"out_channels": 3}, [TensorSpec("complex", (4, 8, 5))]),
-    "dual_head": ({"out_channels": 1, "predicts": "v"}, [TensorSpec("dual", (8, 8, 5))]),
+    "dual_head": ({"out_channels": 1, "predicts": "v", "norm": "group", "act": "crelu"},
+                  [TensorSpec("dual", (8, 8, 5))]),
 }

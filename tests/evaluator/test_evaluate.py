@@ -100,7 +100,7 @@ def test_evaluate_trains_samples_and_measures(evaluated):
     run = RunDir.open(rows[0]["run"])
     assert run.status()["status"] == "finished"
     for r in rows:
-        assert r["n"] == 32 and r["seeds"] == [0, 1] and r["settings"]["clip"] == "dynamic"
+        assert r["n"] == 32 and r["seeds"] == [0, 1] and r["settings"]["clip"] == "clip"
         fd = r["metrics"]["FD-digits"]
         assert fd["status"] == "ok" and len(fd["values"]) == 2 and fd["n"] == 32
         assert fd["mean"] == pytest.approx(sum(fd["values"]) / 2)
