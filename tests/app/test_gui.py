@@ -13,6 +13,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from tests.conftest import SPECS  # noqa: E402
 
 GOOD = (SPECS / "tiny_unet_8.yaml").read_text()
+pytestmark = pytest.mark.slow  # the shared fixture trains, evaluates and launches (~40 s)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,13 @@ def test_validate_unparsable_text_gives_line(client):
     _md, problems, _ = client.predict("name: x\nimage: [1,\n", False, api_name="/validate")
     assert len(problems) == 1 and problems[0]["line"] == 3
     assert "invalid YAML" in problems[0]["msg"]
+
+
+def test_graph_expands_unet(client):
+    _md, _p, fig = client.predict(GOOD, True, api_name="/graph")
+    assert "eps.enc0.0" in fig["plot"] and "eps.mid0" in fig["plot"]
+    _md, _p, fig = client.predict(GOOD, False, api_name="/validate")
+    assert "eps.enc0.0" not in fig["plot"]
 
 
 def test_diff_finds_changed_parameter(client, tmp_path):
@@ -126,14 +134,60 @@ def test_side_by_side_and_slider(client, served_app):
     assert Path(grid).suffix == ".png" and _png(grid).shape[0] > 2 * xt.shape[0]
 
 
+def test_panel_header_shows_metrics_json(client, served_app):
+    runs = served_app[2]
+    out = client.predict([str(r.path) for r in runs], "ddim", 2, 0, 2, "spec",
+                         api_name="/side_by_side")
+    head_a, head_b = _value(out[2]), _value(out[6])
+    fd = runs[0].metrics()["eval"]["quick"]["results"][0]["metrics"]["FD-digits"]["mean"]
+    assert "FD-digits" in head_a and f"{fd:.4g}" in head_a and "N=32" in head_a
+    assert "no evaluation in metrics.json" in head_b
+
+
 def test_runs_table_lists_both(client, served_app):
     table, csv_path = client.predict("", "", "name", False, api_name="/runs")
-    names = [row[table["headers"].index("name")] for row in table["data"]]
+    col = table["headers"].index
+    names = [row[col("name")] for row in table["data"]]
     assert names == ["mini_a", "mini_b"]
+    assert [row[col("status")] for row in table["data"]] == ["finished", "finished"]
+    best = [row[col("best FD-digits ddim")] for row in table["data"]]
+    assert isinstance(best[0], float) and best[1] in ("", None)
+    plots = client.predict("", "", api_name="/results_plots")
+    import json
+
+    names = {t.get("name") for t in json.loads(plots[0]["plot"])["data"]}
+    assert len(plots) == 4 and {"mini_a / ddim", "mini_a / ddpm"} <= names
     text = Path(csv_path).read_text()
     assert text.splitlines()[0].startswith("name,hash,status") and "mini_b" in text
     table, _ = client.predict("mini_b", "", "name", False, api_name="/runs")
     assert [r[0] for r in table["data"]] == ["mini_b"]
+
+
+def test_job_submit_progress_cancel_resumable(client, served_app, tmp_path):
+    import time
+
+    import yaml
+
+    from evaluator.runs import RunDir
+    from tests.evaluator.helpers import mini_spec
+
+    p = tmp_path / "job.yaml"
+    p.write_text(yaml.safe_dump(mini_spec(train={"steps": 5000, "batch_size": 4})))
+    msg, job_id, _timer = client.predict([str(p)], "digits", "full", "cpu", False, "",
+                                         api_name="/submit_job")
+    assert job_id in msg
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        table, _curve, _timer = client.predict(job_id, api_name="/jobs")
+        row = next(r for r in table["data"] if r[0] == job_id)
+        if row[1] == "running" and int(row[4]) >= 3:
+            break
+        time.sleep(0.2)
+    assert "stays resumable" in client.predict(job_id, api_name="/cancel_job")
+    job = served_app[1].ctx.jobs.wait(job_id, timeout=60)
+    assert job["state"] == "cancelled"
+    st = RunDir.open(job["runs"][0]).status()
+    assert st["status"] == "cancelled" and st["resumable"] is True
 
 
 def test_sweep_view_says_nothing_to_show(client):
