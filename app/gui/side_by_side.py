@@ -16,7 +16,7 @@ from app.gui import figures
 from app.gui.common import Context, ui_errors
 
 MAX_PANELS = 4
-PER_PANEL = 4   # outputs per panel: header markdown, x_t image, x0-hat image, figure
+PER_PANEL = 5   # outputs per panel: header, x_t image, x0-hat image, figure, metrics
 CLIPS = ["spec", "none", "clip", "dynamic"]
 SETTLE_TOL = 0.02
 
@@ -68,13 +68,13 @@ def render_step(trajs: list, k: int) -> list[Any]:
         settle = settle_step(t.band_energy, t.band_energy[-1], SETTLE_TOL)
         head = (f"### {t.name} `{t.run.hash}`\nstep {j + 1}/{t.nfe} · "
                 f"{t.ms_per_nfe:.2f} ms/NFE · band shares settle (within {SETTLE_TOL} of the "
-                f"last step) at steps {', '.join(f'b{b} {k}' for b, k in enumerate(settle))}"
-                f"\n\n{_metrics_md(t.run)}")
+                f"last step) at steps {', '.join(f'b{b} {k}' for b, k in enumerate(settle))}")
         out += [gr.update(value=head, visible=True),
                 gr.update(value=image_grid(t.xt[j]), visible=True),
                 gr.update(value=image_grid(t.x0[j]), visible=True),
                 gr.update(value=figures.panel_figure(t.band_energy, stats, ref, j + 1,
-                                                     f"{t.name}: step {j + 1}"), visible=True)]
+                                                     f"{t.name}: step {j + 1}"), visible=True),
+                gr.update(value=_metrics_md(t.run), visible=True)]
     return out + [gr.update(visible=i < len(trajs)) for i in range(MAX_PANELS)]
 
 
@@ -109,7 +109,8 @@ def build(ctx: Context) -> None:
                              interactive=False, elem_id=f"panel-xt-{i}"),
                     gr.Image(label="x0-hat", type="numpy", format="png", visible=False,
                              interactive=False, elem_id=f"panel-x0-{i}"),
-                    gr.Plot(visible=False, elem_id=f"panel-plot-{i}")]
+                    gr.Plot(visible=False, elem_id=f"panel-plot-{i}"),
+                    gr.Markdown(visible=False, elem_id=f"panel-metrics-{i}")]
     outputs += columns
     with gr.Row():
         grid_btn = gr.Button("grid PNG of this step")

@@ -10,6 +10,7 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 
+from app.gui.side_by_side import PER_PANEL as P  # noqa: E402
 from tests.conftest import SPECS  # noqa: E402
 
 GOOD = (SPECS / "tiny_unet_8.yaml").read_text()
@@ -105,7 +106,7 @@ def test_side_by_side_and_slider(client, served_app):
     slider, info = out[0], out[1]  # the session state is not part of the API
     assert slider["maximum"] == steps  # ddim: one model call per step
     assert "shared by all 2 runs" in info
-    panels = [out[2 + 4 * i: 6 + 4 * i] for i in range(4)]
+    panels = [out[2 + P * i: 2 + P * (i + 1)] for i in range(4)]
     assert [p[0]["visible"] for p in panels] == [True, True, False, False]
     # independent reference: sample each run here with the same settings
     refs = []
@@ -119,13 +120,13 @@ def test_side_by_side_and_slider(client, served_app):
     for k in (1, 3, steps):
         got = client.predict(k, api_name="/show_step")
         for i, ref in enumerate(refs):
-            xt, x0 = _png(_value(got[4 * i + 1])), _png(_value(got[4 * i + 2]))
+            xt, x0 = _png(_value(got[P * i + 1])), _png(_value(got[P * i + 2]))
             assert xt.shape == image_grid(ref.xt_trajectory[k - 1]).shape
             assert np.array_equal(xt, image_grid(ref.xt_trajectory[k - 1]))
             assert np.array_equal(x0, image_grid(ref.trajectory[k - 1]))
-            assert f"step {k}/{steps}" in _value(got[4 * i])
+            assert f"step {k}/{steps}" in _value(got[P * i])
         if k == 1:  # the very first x_t is the shared initial noise
-            assert np.array_equal(_png(_value(got[1])), _png(_value(got[5])))
+            assert np.array_equal(_png(_value(got[1])), _png(_value(got[P + 1])))
     # different steps show different predictions; the two models differ
     s1, s3 = client.predict(1, api_name="/show_step"), client.predict(3, api_name="/show_step")
     assert not np.array_equal(_png(_value(s1[2])), _png(_value(s3[2])))
@@ -138,7 +139,7 @@ def test_panel_header_shows_metrics_json(client, served_app):
     runs = served_app[2]
     out = client.predict([str(r.path) for r in runs], "ddim", 2, 0, 2, "spec",
                          api_name="/side_by_side")
-    head_a, head_b = _value(out[2]), _value(out[6])
+    head_a, head_b = _value(out[2 + P - 1]), _value(out[2 + 2 * P - 1])  # metrics, last
     fd = runs[0].metrics()["eval"]["quick"]["results"][0]["metrics"]["FD-digits"]["mean"]
     assert "FD-digits" in head_a and f"{fd:.4g}" in head_a and "N=32" in head_a
     assert "no evaluation in metrics.json" in head_b
