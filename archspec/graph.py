@@ -40,7 +40,8 @@ def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
 def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[tuple]]:
     """(stages in run order, skip edges) of a unet with params ``p`` on ``image``.
 
-    Each stage is ``{"id", "label", "domain", "shape"}``; skip edges are (encoder stage id,
+    Each stage is ``{"id", "label", "domain", "shape", "depth"}`` (depth: the level, so
+    drawings can make the U); skip edges are (encoder stage id,
     decoder stage id) pairs, in the order the decoder pops them.
     """
     import blocks
@@ -52,7 +53,7 @@ def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[t
     widths = [p.channels * m for m in p.channel_mult]
     levels = len(widths)
     stages: list[dict] = [{"id": "stem", "label": f"to {enc}", "domain": enc,
-                           "shape": (c_in, h, w)}]
+                           "shape": (c_in, h, w), "depth": 0}]
     skips, pairs = [], []
     for lvl in range(levels):
         size = (h // 2 ** lvl, w // 2 ** lvl)
@@ -60,29 +61,31 @@ def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[t
             sid = f"enc{lvl}.{i}"
             att = " + attention" if lvl in p.attention_levels else ""
             stages.append({"id": sid, "label": f"{p.encoder}{att}", "domain": enc,
-                           "shape": (widths[lvl], *size)})
+                           "shape": (widths[lvl], *size), "depth": lvl})
             skips.append(sid)
         if lvl < levels - 1:
             stages.append({"id": f"down{lvl}", "label": "downsample", "domain": enc,
-                           "shape": (widths[lvl], size[0] // 2, size[1] // 2)})
+                           "shape": (widths[lvl], size[0] // 2, size[1] // 2),
+                           "depth": lvl + 0.5})
     bottom = (h // 2 ** (levels - 1), w // 2 ** (levels - 1))
     for i in range(2):
         att = " + attention" if i == 0 and p.mid_attention else ""
         stages.append({"id": f"mid{i}", "label": f"{p.encoder}{att}", "domain": enc,
-                       "shape": (widths[-1], *bottom)})
+                       "shape": (widths[-1], *bottom), "depth": levels})
     for lvl in reversed(range(levels)):
         size = (h // 2 ** lvl, w // 2 ** lvl)
         for i in range(p.blocks_per_level):
             sid = f"dec{lvl}.{i}"
             att = " + attention" if lvl in p.attention_levels else ""
             stages.append({"id": sid, "label": f"{p.decoder or p.encoder}{att}",
-                           "domain": dec, "shape": (widths[lvl], *size)})
+                           "domain": dec, "shape": (widths[lvl], *size), "depth": lvl})
             pairs.append((skips.pop(), sid))
         if lvl > 0:
             stages.append({"id": f"up{lvl}", "label": "upsample", "domain": dec,
-                           "shape": (widths[lvl], size[0] * 2, size[1] * 2)})
+                           "shape": (widths[lvl], size[0] * 2, size[1] * 2),
+                           "depth": lvl - 0.5})
     stages.append({"id": "head", "label": p.head or "GroupNorm-SiLU-conv", "domain": "real",
-                   "shape": (p.out_channels or c_in, h, w)})
+                   "shape": (p.out_channels or c_in, h, w), "depth": 0})
     return stages, pairs
 
 
@@ -94,7 +97,7 @@ def _expand(g: nx.DiGraph, nid: str, params: Any, spec: Any) -> None:
     ids = [f"{nid}.{s['id']}" for s in stages]
     for s, sid in zip(stages, ids):
         g.add_node(sid, block=s["label"], family="unet stage", domain=s["domain"],
-                   shape=s["shape"], params=0, output=False, parent=nid)
+                   shape=s["shape"], params=0, output=False, parent=nid, depth=s["depth"])
     for a, b in zip(ids, ids[1:]):
         g.add_edge(a, b, domain=g.nodes[a]["domain"], shape=g.nodes[a]["shape"], slot=0)
     for a, b in skips:

@@ -88,10 +88,13 @@ def check_text(text: str, fmt: str = "yaml", overrides: list[str] | None = None
 
 
 def format_problems(problems: list[dict[str, Any]], source: str = "") -> list[str]:
-    """``SOURCE:LINE: PATH: message`` lines (line and path left out when unknown)."""
+    """``SOURCE:LINE: PATH: message`` lines (``line N: PATH: message`` without a source;
+    line and path left out when unknown)."""
     out = []
     for p in problems:
-        where = source + (f":{p['line']}" if p.get("line") else "")
+        line = p.get("line")
+        where = (source + (f":{line}" if line else "")) if source else (
+            f"line {line}" if line else "")
         body = f"{p['loc']}: {p['msg']}" if p.get("loc") else p["msg"]
         out.append(f"{where}: {body}" if where else body)
     return out

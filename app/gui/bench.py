@@ -51,6 +51,39 @@ def medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, flo
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def startup_seconds(results: str, repeats: int) -> dict[str, float]:
+    """Median seconds from spawning ``archsearch app`` to its first HTTP 200, beside a bare
+    ``python -c 'import torch, gradio'`` (interleaved)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    def app() -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--port", str(port),
+                                 "--results", results], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            while proc.poll() is None:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            raise RuntimeError("archsearch app exited before answering")
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    def imports() -> None:
+        subprocess.run([sys.executable, "-c", "import torch, gradio"], check=True)
+
+    ms = medians({"app start to first page": app, "import torch, gradio": imports}, repeats)
+    return {k: v / 1e3 for k, v in ms.items()}
+
+
 def _runs(results: str | None) -> tuple[str, list[str]]:
     from evaluator.runs import list_runs
 
@@ -78,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m app.gui.bench", description=__doc__)
     ap.add_argument("--results", help="results root with at least two 8x8 runs")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--startup-repeats", type=int, default=3,
+                    help="start-up measurements (0 to skip)")
     args = ap.parse_args(argv)
     import gradio as gr
     from gradio_client import Client
@@ -126,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, ms in m.items():
         tgt = f"  target < {targets[name]} ms" if name in targets else ""
         print(f"{name:<40}{ms:>10.1f} ms  {ms / echo:>6.2f}x echo{tgt}")
+    if args.startup_repeats > 0:
+        st = startup_seconds(root, args.startup_repeats)
+        base = st["import torch, gradio"]
+        for name, sec in st.items():
+            tgt = "  target < 10 s" if name.startswith("app") else ""
+            print(f"{name:<40}{sec:>10.2f} s   {sec / base:>6.2f}x imports{tgt}")
     return 0
 
 

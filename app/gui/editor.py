@@ -13,6 +13,11 @@ from app.gui import figures
 from app.gui.common import Context, ui_errors
 
 PROFILE_BATCH, PROFILE_REPEATS = 16, 3
+DEBOUNCE_MS = 300
+# Browser-side delay before each validation; with trigger_mode="always_last" only the last
+# of the edits made meanwhile is validated (API calls are not delayed).
+_DEBOUNCE_JS = (f"(text, expand) => new Promise(done => setTimeout(() => done([text, expand]),"
+                f" {DEBOUNCE_MS}))")
 
 
 def validate_text(text: str, expand: bool = False) -> tuple[str, list[dict], Any]:
@@ -122,7 +127,7 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
         demo.load(do_validate, [code, expand], [status, problems, graph], api_name=False)
     load.click(do_load, pick, code, api_name="load_spec")
     code.change(do_validate, [code, expand], [status, problems, graph], api_name="validate",
-                trigger_mode="always_last", show_progress="hidden")
+                trigger_mode="always_last", show_progress="hidden", js=_DEBOUNCE_JS)
     expand.change(do_validate, [code, expand], [status, problems, graph],
                   api_name="graph", show_progress="hidden")
     prof_btn.click(do_profile, code, prof, api_name="profile", concurrency_id="profile",

@@ -8,7 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 DOMAIN_COLOURS = {"real": "#1f77b4", "complex": "#d62728", "dual": "#9467bd",
-                  "time": "#2ca02c", "embed": "#2ca02c", None: "#7f7f7f"}
+                  "time": "#2ca02c", "embed": "#98df8a", None: "#7f7f7f"}
 BAND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                 "#e377c2", "#7f7f7f"]
 
@@ -23,13 +23,19 @@ def empty(title: str = "") -> go.Figure:
 # ---- spec graph ------------------------------------------------------------------------
 def graph_figure(g: Any) -> go.Figure:
     """Layered drawing of a spec graph: x = topological generation; colour = domain;
-    hovering a node shows block/shape/params, hovering an edge's midpoint its tensor."""
+    expanded unet stages hang below by level (the U); hovering a node shows
+    block/shape/params, hovering an edge's midpoint its tensor."""
     import networkx as nx
 
-    pos = {}
+    pos, label_at = {}, {}
     for x, gen in enumerate(nx.topological_generations(g)):
-        for y, n in enumerate(sorted(gen)):
-            pos[n] = (x, y - (len(gen) - 1) / 2)
+        plain = sorted(n for n in gen if "depth" not in g.nodes[n])
+        for y, n in enumerate(plain):
+            pos[n] = (x, 1 + y - (len(plain) - 1) / 2)
+        for n in gen:
+            if "depth" in g.nodes[n]:
+                pos[n] = (x, -1.5 * g.nodes[n]["depth"])
+            label_at[n] = "top center" if x % 2 == 0 else "bottom center"
     fig = go.Figure()
     ex, ey, mx, my, mt = [], [], [], [], []
     for a, b, d in g.edges(data=True):
@@ -51,7 +57,8 @@ def graph_figure(g: Any) -> go.Figure:
     for dom, ns in sorted(by_domain.items()):
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in ns], y=[pos[n][1] for n in ns], mode="markers+text",
-            name=dom, text=ns, textposition="top center",
+            name=dom, text=[n.split(".", 1)[1] if "depth" in g.nodes[n] else n for n in ns],
+            textposition=[label_at[n] for n in ns], textfont=dict(size=10),
             marker=dict(size=16, color=DOMAIN_COLOURS.get(dom, "#7f7f7f"),
                         line=dict(width=2, color=["black" if g.nodes[n].get("output")
                                                   else "white" for n in ns])),

@@ -40,28 +40,28 @@ def write_csv(cols: list[str], values: list[list[Any]]) -> str:
 
 
 def sweep_view(root: Path) -> tuple[str, Any, Any]:
-    """(message, main-effects figure, parallel-coordinates figure) of the sweep study under
-    ``root``; says there is nothing to show when no study exists.
+    """(message, main-effects figure, parallel-coordinates figure) of the newest-listed
+    sweep study under ``root``; says there is nothing to show when no study exists.
 
-    To fill when the sweeps package lands: it is expected to offer
-    ``evaluator.sweeps.find_studies(root)`` and ``main_effects(study)`` /
-    ``parallel_coordinates(study)`` (Optuna studies are the source of truth); until then
-    this view reports that no study is available.
+    Uses the sweeps package (``evaluator.sweeps.study.list_studies(root)`` and
+    ``evaluator.sweeps.analysis.analyze(name, storage) -> (result, figures)``, the Optuna
+    study being the source of truth); a build without it reports that instead.
     """
     try:
-        from evaluator import sweeps  # type: ignore[attr-defined]
+        from evaluator.sweeps.analysis import analyze
+        from evaluator.sweeps.study import list_studies
     except ImportError:
-        return ("**no sweep study**: the sweeps package is not installed in this build",
-                None, None)
-    finder = getattr(sweeps, "find_studies", None)
-    studies = finder(root) if finder else []
+        return ("**no sweep study**: this build has no sweeps package "
+                "(`evaluator.sweeps`)", None, None)
+    studies = list_studies(root)
     if not studies:
-        return f"**no sweep study** under `{root}`", None, None
-    study = studies[0]
-    me = getattr(sweeps, "main_effects", None)
-    pc = getattr(sweeps, "parallel_coordinates", None)
-    return (f"sweep study: `{getattr(study, 'study_name', study)}`",
-            me(study) if me else None, pc(study) if pc else None)
+        return f"**no sweep study** under `{root}/sweeps/`", None, None
+    s = studies[-1]
+    _res, figs = analyze(s["name"], s["storage"])
+    others = ", ".join(f"`{x['name']}`" for x in studies[:-1])
+    return (f"sweep study `{s['name']}` ({s['n_trials']} trials, `{s['storage']}`)"
+            + (f"; also: {others}" if others else ""),
+            figs.get("main_effects"), figs.get("parallel"))
 
 
 def build(ctx: Context) -> None:

@@ -16,8 +16,9 @@ from app.gui import figures
 from app.gui.common import Context, ui_errors
 
 MAX_PANELS = 4
-PER_PANEL = 4   # outputs per panel: header markdown, x_t image, x0-hat image, figure
+PER_PANEL = 5   # outputs per panel: header, x_t image, x0-hat image, figure, metrics
 CLIPS = ["spec", "none", "clip", "dynamic"]
+SETTLE_TOL = 0.02
 
 
 def _metrics_md(run) -> str:
@@ -53,7 +54,7 @@ def _f(v: Any) -> str:
 def render_step(trajs: list, k: int) -> list[Any]:
     """Every panel's outputs at step ``k`` (1-based, clamped to 1..NFE), then the panel
     columns' visibility (layout blocks: not part of the API's outputs)."""
-    from evaluator.trajectory import data_statistics, image_grid, step_statistics
+    from evaluator.trajectory import data_statistics, image_grid, settle_step, step_statistics
 
     out: list[Any] = []
     for i in range(MAX_PANELS):
@@ -64,13 +65,16 @@ def render_step(trajs: list, k: int) -> list[Any]:
         j = max(1, min(int(k), t.nfe)) - 1
         ref = data_statistics(t.dataset, t.band_energy.shape[1])
         stats = step_statistics(t.x0[j], ref, t.band_energy.shape[1])
+        settle = settle_step(t.band_energy, t.band_energy[-1], SETTLE_TOL)
         head = (f"### {t.name} `{t.run.hash}`\nstep {j + 1}/{t.nfe} · "
-                f"{t.ms_per_nfe:.2f} ms/NFE\n\n{_metrics_md(t.run)}")
+                f"{t.ms_per_nfe:.2f} ms/NFE · band shares settle (within {SETTLE_TOL} of the "
+                f"last step) at steps {', '.join(f'b{b} {k}' for b, k in enumerate(settle))}")
         out += [gr.update(value=head, visible=True),
                 gr.update(value=image_grid(t.xt[j]), visible=True),
                 gr.update(value=image_grid(t.x0[j]), visible=True),
                 gr.update(value=figures.panel_figure(t.band_energy, stats, ref, j + 1,
-                                                     f"{t.name}: step {j + 1}"), visible=True)]
+                                                     f"{t.name}: step {j + 1}"), visible=True),
+                gr.update(value=_metrics_md(t.run), visible=True)]
     return out + [gr.update(visible=i < len(trajs)) for i in range(MAX_PANELS)]
 
 
@@ -105,7 +109,8 @@ def build(ctx: Context) -> None:
                              interactive=False, elem_id=f"panel-xt-{i}"),
                     gr.Image(label="x0-hat", type="numpy", format="png", visible=False,
                              interactive=False, elem_id=f"panel-x0-{i}"),
-                    gr.Plot(visible=False, elem_id=f"panel-plot-{i}")]
+                    gr.Plot(visible=False, elem_id=f"panel-plot-{i}"),
+                    gr.Markdown(visible=False, elem_id=f"panel-metrics-{i}")]
     outputs += columns
     with gr.Row():
         grid_btn = gr.Button("grid PNG of this step")

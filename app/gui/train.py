@@ -27,6 +27,10 @@ def build(ctx: Context) -> None:
     with gr.Row():
         pick = gr.Dropdown(choices=specs, multiselect=True, label="specs", scale=4,
                            allow_custom_value=True)
+        from evaluator.datasets import DATASETS
+
+        dataset = gr.Dropdown(choices=["(spec's)", *DATASETS.names()], value="(spec's)",
+                              label="dataset")
         budget = gr.Radio(choices=["quick", "full"], value="quick", label="budget")
         device = gr.Dropdown(choices=["cpu", "cuda", "auto"], value=ctx.device,
                              label="device")
@@ -43,8 +47,10 @@ def build(ctx: Context) -> None:
     timer = gr.Timer(1.0, active=False)  # polls only while a job is queued or running
 
     @ui_errors
-    def do_submit(paths, b, dev, ev, ov):
+    def do_submit(paths, ds, b, dev, ev, ov):
         lines = [ln.strip() for ln in (ov or "").splitlines() if ln.strip()]
+        if ds and ds != "(spec's)":
+            lines.append(f"train.dataset={ds}")
         job = ctx.jobs.submit(list(paths or []), budget=b, device=dev, evaluate=bool(ev),
                               overrides=lines)
         return f"queued `{job.id}` on {job.device}", job.id, gr.Timer(active=True)
@@ -67,7 +73,7 @@ def build(ctx: Context) -> None:
         busy = any(j["state"] in ("queued", "running") for j in snap)
         return queue_table(snap), fig, gr.Timer(active=busy)
 
-    submit.click(do_submit, [pick, budget, device, evaluate, overrides],
+    submit.click(do_submit, [pick, dataset, budget, device, evaluate, overrides],
                  [message, job_id, timer], api_name="submit_job")
     cancel.click(do_cancel, job_id, message, api_name="cancel_job")
     timer.tick(do_poll, job_id, [jobs, curve, timer], api_name="jobs",

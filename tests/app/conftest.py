@@ -35,11 +35,15 @@ def two_runs(root):
 
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory):
-    """(url, demo, runs, root): the app on 127.0.0.1:<free port>."""
+    """(url, demo, runs, root): the app on 127.0.0.1:<free port>; the first run is also
+    evaluated (quick budget), the second only trained."""
     from app.gui import build_app, launch
+
+    from evaluator.evaluate import evaluate_run, get_budget
 
     root = tmp_path_factory.mktemp("app-results")
     runs = two_runs(root)
+    evaluate_run(runs[0], get_budget("quick"), "cpu")  # metrics.json as `make demo` writes
     demo = build_app(root)
     _, url = launch(demo, "127.0.0.1", free_port(), block=False)
     yield url, demo, runs, root

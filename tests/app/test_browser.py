@@ -55,6 +55,12 @@ def test_every_tab_renders(page):
     _tab(page, "spec editor")
     page.locator("#spec-code").wait_for(state="visible", timeout=20_000)
     page.locator("#spec-status").get_by_text("valid").first.wait_for(timeout=30_000)
+    # typing a typo shows the problem with its line, via the debounced validation
+    page.locator("#spec-code .cm-content").click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("bogus_key: 1\n")
+    page.locator("#spec-status").get_by_text("bogus_key").first.wait_for(timeout=30_000)
+    assert "line 1: bogus_key: unknown key" in page.locator("#spec-status").inner_text()
     _tab(page, "train / evaluate")
     page.get_by_role("button", name="start job").wait_for(state="visible", timeout=10_000)
     _tab(page, "results")

@@ -10,9 +10,11 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 
+from app.gui.side_by_side import PER_PANEL as P  # noqa: E402
 from tests.conftest import SPECS  # noqa: E402
 
 GOOD = (SPECS / "tiny_unet_8.yaml").read_text()
+pytestmark = pytest.mark.slow  # the shared fixture trains, evaluates and launches (~40 s)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,13 @@ def test_validate_unparsable_text_gives_line(client):
     assert "invalid YAML" in problems[0]["msg"]
 
 
+def test_graph_expands_unet(client):
+    _md, _p, fig = client.predict(GOOD, True, api_name="/graph")
+    assert "eps.enc0.0" in fig["plot"] and "eps.mid0" in fig["plot"]
+    _md, _p, fig = client.predict(GOOD, False, api_name="/validate")
+    assert "eps.enc0.0" not in fig["plot"]
+
+
 def test_diff_finds_changed_parameter(client, tmp_path):
     b = tmp_path / "wider.yaml"
     b.write_text(GOOD.replace("width: 32", "width: 48"))
@@ -97,7 +106,7 @@ def test_side_by_side_and_slider(client, served_app):
     slider, info = out[0], out[1]  # the session state is not part of the API
     assert slider["maximum"] == steps  # ddim: one model call per step
     assert "shared by all 2 runs" in info
-    panels = [out[2 + 4 * i: 6 + 4 * i] for i in range(4)]
+    panels = [out[2 + P * i: 2 + P * (i + 1)] for i in range(4)]
     assert [p[0]["visible"] for p in panels] == [True, True, False, False]
     # independent reference: sample each run here with the same settings
     refs = []
@@ -111,13 +120,13 @@ def test_side_by_side_and_slider(client, served_app):
     for k in (1, 3, steps):
         got = client.predict(k, api_name="/show_step")
         for i, ref in enumerate(refs):
-            xt, x0 = _png(_value(got[4 * i + 1])), _png(_value(got[4 * i + 2]))
+            xt, x0 = _png(_value(got[P * i + 1])), _png(_value(got[P * i + 2]))
             assert xt.shape == image_grid(ref.xt_trajectory[k - 1]).shape
             assert np.array_equal(xt, image_grid(ref.xt_trajectory[k - 1]))
             assert np.array_equal(x0, image_grid(ref.trajectory[k - 1]))
-            assert f"step {k}/{steps}" in _value(got[4 * i])
+            assert f"step {k}/{steps}" in _value(got[P * i])
         if k == 1:  # the very first x_t is the shared initial noise
-            assert np.array_equal(_png(_value(got[1])), _png(_value(got[5])))
+            assert np.array_equal(_png(_value(got[1])), _png(_value(got[P + 1])))
     # different steps show different predictions; the two models differ
     s1, s3 = client.predict(1, api_name="/show_step"), client.predict(3, api_name="/show_step")
     assert not np.array_equal(_png(_value(s1[2])), _png(_value(s3[2])))
@@ -126,14 +135,60 @@ def test_side_by_side_and_slider(client, served_app):
     assert Path(grid).suffix == ".png" and _png(grid).shape[0] > 2 * xt.shape[0]
 
 
+def test_panel_header_shows_metrics_json(client, served_app):
+    runs = served_app[2]
+    out = client.predict([str(r.path) for r in runs], "ddim", 2, 0, 2, "spec",
+                         api_name="/side_by_side")
+    head_a, head_b = _value(out[2 + P - 1]), _value(out[2 + 2 * P - 1])  # metrics, last
+    fd = runs[0].metrics()["eval"]["quick"]["results"][0]["metrics"]["FD-digits"]["mean"]
+    assert "FD-digits" in head_a and f"{fd:.4g}" in head_a and "N=32" in head_a
+    assert "no evaluation in metrics.json" in head_b
+
+
 def test_runs_table_lists_both(client, served_app):
     table, csv_path = client.predict("", "", "name", False, api_name="/runs")
-    names = [row[table["headers"].index("name")] for row in table["data"]]
+    col = table["headers"].index
+    names = [row[col("name")] for row in table["data"]]
     assert names == ["mini_a", "mini_b"]
+    assert [row[col("status")] for row in table["data"]] == ["finished", "finished"]
+    best = [row[col("best FD-digits ddim")] for row in table["data"]]
+    assert isinstance(best[0], float) and best[1] in ("", None)
+    plots = client.predict("", "", api_name="/results_plots")
+    import json
+
+    names = {t.get("name") for t in json.loads(plots[0]["plot"])["data"]}
+    assert len(plots) == 4 and {"mini_a / ddim", "mini_a / ddpm"} <= names
     text = Path(csv_path).read_text()
     assert text.splitlines()[0].startswith("name,hash,status") and "mini_b" in text
     table, _ = client.predict("mini_b", "", "name", False, api_name="/runs")
     assert [r[0] for r in table["data"]] == ["mini_b"]
+
+
+def test_job_submit_progress_cancel_resumable(client, served_app, tmp_path):
+    import time
+
+    import yaml
+
+    from evaluator.runs import RunDir
+    from tests.evaluator.helpers import mini_spec
+
+    p = tmp_path / "job.yaml"
+    p.write_text(yaml.safe_dump(mini_spec(train={"steps": 5000, "batch_size": 4})))
+    msg, job_id, _timer = client.predict([str(p)], "digits", "full", "cpu", False, "",
+                                         api_name="/submit_job")
+    assert job_id in msg
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        table, _curve, _timer = client.predict(job_id, api_name="/jobs")
+        row = next(r for r in table["data"] if r[0] == job_id)
+        if row[1] == "running" and int(row[4]) >= 3:
+            break
+        time.sleep(0.2)
+    assert "stays resumable" in client.predict(job_id, api_name="/cancel_job")
+    job = served_app[1].ctx.jobs.wait(job_id, timeout=60)
+    assert job["state"] == "cancelled"
+    st = RunDir.open(job["runs"][0]).status()
+    assert st["status"] == "cancelled" and st["resumable"] is True
 
 
 def test_sweep_view_says_nothing_to_show(client):

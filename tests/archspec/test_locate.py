@@ -60,6 +60,9 @@ def test_graph_layer_problem_has_line():
     assert "y: {block: irfft2" in bad.splitlines()[problems[0]["line"] - 1]
     assert format_problems(problems, "s.yaml")[0].startswith(
         f"s.yaml:{problems[0]['line']}: model.nodes.y.in[0]: unknown node 'g'")
+    assert format_problems(problems)[0].startswith(
+        f"line {problems[0]['line']}: model.nodes.y.in[0]: unknown node 'g'")
+    assert format_problems([{"loc": "", "msg": "m", "line": None}]) == ["m"]
 
 
 def test_json_text_and_parse_errors():

@@ -1,0 +1,53 @@
+"""Results tab helpers: table columns, CSV, and the sweep view's wiring to the sweeps
+package (faked here: its study format belongs to evaluator.sweeps)."""
+from __future__ import annotations
+
+import csv
+import sys
+import types
+
+import plotly.graph_objects as go
+
+from app.gui.results import sweep_view, table, write_csv
+
+
+def test_table_and_csv_round_trip(tmp_path):
+    rows = [{"name": "a", "hash": "h1", "status": "finished", "params": 10, "loss_drop": 0.51234,
+             "best FD-digits ddim": 3.0, "path": "/x/a"},
+            {"name": "b", "hash": "h2", "status": "failed", "path": "/x/b"}]
+    cols, values = table(rows)
+    assert cols[:3] == ["name", "hash", "status"] and cols[-2:] == ["best FD-digits ddim", "path"]
+    assert values[0][cols.index("loss_drop")] == 0.5123 and values[1][cols.index("params")] == ""
+    with open(write_csv(cols, values), newline="") as f:
+        back = list(csv.reader(f))
+    assert back[0] == cols and back[2][0] == "b"
+
+
+def test_sweep_view_without_package_or_study(tmp_path, monkeypatch):
+    msg, a, b = sweep_view(tmp_path)
+    assert "no sweep study" in msg and a is None and b is None
+
+
+def test_sweep_view_uses_the_sweeps_package(tmp_path, monkeypatch):
+    calls = []
+    study = types.ModuleType("evaluator.sweeps.study")
+    analysis = types.ModuleType("evaluator.sweeps.analysis")
+    found: list[dict] = []
+    study.list_studies = lambda root: found
+    fig_me, fig_pc = go.Figure(), go.Figure()
+
+    def analyze(name, storage):
+        calls.append((name, storage))
+        return {}, {"main_effects": fig_me, "parallel": fig_pc, "sn": go.Figure()}
+
+    analysis.analyze = analyze
+    pkg = types.ModuleType("evaluator.sweeps")
+    for name, mod in (("evaluator.sweeps", pkg), ("evaluator.sweeps.study", study),
+                      ("evaluator.sweeps.analysis", analysis)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert "no sweep study" in sweep_view(tmp_path)[0]
+    found.append({"name": "l9", "storage": str(tmp_path / "sweeps/l9/journal.log"),
+                  "n_trials": 9})
+    msg, a, b = sweep_view(tmp_path)
+    assert "`l9` (9 trials" in msg and a is fig_me and b is fig_pc
+    assert calls == [("l9", str(tmp_path / "sweeps/l9/journal.log"))]
