@@ -103,8 +103,10 @@ def _validate(args: argparse.Namespace) -> int:
     what = (f"{ls.array} ({len(rows)} rows, columns "
             f"{[c + 1 for c in ls.columns]})" if ls.array else
             f"{d.type} ({len(rows)} rows)" if ls.fixed else f"{d.type} ({d.trials} trials)")
+    checked = ("every row is a valid spec" if ls.fixed else
+               f"{len(rows)} level combinations checked, each a valid spec")
     print(f"{args.sweep}: ok: {len(ls.factor_names)} factors, {what}, "
-          f"{ls.sweep.repeats} repeat(s); every row is a valid spec")
+          f"{ls.sweep.repeats} repeat(s); {checked}")
     return 0
 
 
