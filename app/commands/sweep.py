@@ -201,7 +201,7 @@ def _watch(study, ls, procs) -> list[int]:
             time.sleep(2.0)
             st = status(study, ls)
             bar.n = st["done"] + st["failed"]
-            bar.set_postfix(running=st["running"], failed=st["failed"])
+            bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)
             bar.refresh()
     except KeyboardInterrupt:
         for p in procs:
@@ -213,7 +213,12 @@ def _watch(study, ls, procs) -> list[int]:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from evaluator.sweeps.study import work
+    from archspec.errors import UserError
+    from evaluator.sweeps.study import is_rdb, work
+
+    if not is_rdb(args.storage) and not Path(args.storage.removeprefix("journal:")).is_file():
+        raise UserError(f"{args.storage}: no sweep journal here (start the sweep with "
+                        "`archsearch sweep run`, or give the RDB URL)")
 
     if args.threads:
         import torch
@@ -268,7 +273,7 @@ def _watch_status(study, ls) -> None:
     with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial") as bar:
         while st["running"] or st["waiting"]:
             bar.n = st["done"] + st["failed"]
-            bar.set_postfix(running=st["running"], failed=st["failed"])
+            bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)
             bar.refresh()
             time.sleep(2.0)
             st = status(study, ls)

@@ -233,16 +233,21 @@ def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = F
     if not ls.fixed:
         return 0
     have: dict[tuple[int, int], set[TrialState]] = {}
+    failed: set[tuple[int, int]] = set()  # failed with a reason (NaN loss, error)
     for t in study.get_trials(deepcopy=False):
         k = key_of(t)
-        if k is not None:
-            have.setdefault(k, set()).add(t.state)
+        if k is None or t.user_attrs.get("skipped"):
+            continue
+        have.setdefault(k, set()).add(t.state)
+        if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason"):
+            failed.add(k)
     n = 0
     keep = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
     for i, idx in enumerate(ls.rows):
         for r in range(ls.sweep.repeats):
+            # a trial interrupted (Ctrl-C) or lost past its retries has no reason: run again
             states = have.get((i, r), set())
-            if states & keep or (states and not retry_failed):
+            if states & keep or ((i, r) in failed and not retry_failed):
                 continue
             study.enqueue_trial({"row": i, "repeat": r, **ls.labels_of(idx)},
                                 user_attrs={"row": i, "repeat": r},
@@ -449,6 +454,6 @@ def status(study: optuna.Study, ls: LoadedSweep) -> dict[str, Any]:
         counts["waiting"] += max(0, total - len(per_key))
     counts["total"] = total
     counts["failures"] = [(t.number, t.user_attrs.get("levels") or t.params,
-                           t.user_attrs.get("fail_reason", "worker lost (heartbeat)"))
+                           t.user_attrs.get("fail_reason", "worker lost or interrupted"))
                           for t in per_key.values() if t.state == TrialState.FAIL]
     return counts

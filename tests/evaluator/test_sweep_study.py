@@ -111,6 +111,20 @@ def test_a_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_pa
     assert enqueue_missing(study, ls, retry_failed=True) == 2
 
 
+def test_an_interrupted_trial_is_run_again_on_resume(tmp_path):
+    ls = from_data(tiny_sweep())
+    url = _journal(tmp_path)
+    study = create_or_resume(ls, make_storage(url), tmp_path)
+    enqueue_missing(study, ls)
+    # Ctrl-C during a trial: Optuna records it as FAIL, with no reason of ours
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    assert key_of(study.trials[trial.number]) == (0, 0)
+    assert enqueue_missing(study, ls) == 1
+    work("tiny_l4", url, out=tmp_path, device="cpu")
+    assert completed_keys(study) == ALL_L4
+
+
 def test_an_enqueued_duplicate_never_completes_twice(tmp_path):
     ls = from_data(tiny_sweep())
     url = _journal(tmp_path)
@@ -191,6 +205,10 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Main effects" in r.stdout and "ANOVA" in r.stdout and "confirmation:" in r.stdout
     assert (out / "sweeps" / "tiny_l4" / "analysis.html").is_file()
-    study, _ = load_study("tiny_l4", make_storage(_journal(out)))
-    assert study.user_attrs["confirm"]["levels"] == ls.labels_of(ls.rows[0]) or True
-    assert "observed_mean" in study.user_attrs["confirm"]
+    from evaluator.sweeps.analysis import analyze
+
+    res, _ = analyze("tiny_l4", _journal(out))
+    conf = load_study("tiny_l4", make_storage(_journal(out)))[0].user_attrs["confirm"]
+    assert conf["levels"] == res["best"]["levels"]
+    assert conf["observed_mean"] == pytest.approx(sum(conf["values"]) / len(conf["values"]))
+    assert conf["predicted_mean"] == pytest.approx(res["best"]["predicted_mean"])
