@@ -172,13 +172,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers == 0:
         print(f"join with: archsearch sweep worker --storage {url} --study {ls.sweep.name}")
         return 0
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    threads = args.threads or max(1, _cores() // args.workers)
     procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]
     codes = _watch(study, ls, procs)
     st = _print_status(study, ls)
     print(f"analyze with: archsearch sweep analyze {ls.sweep.name}"
           + (f" --storage {url}" if args.storage else f" --out {args.out}"))
     return 0 if not any(codes) and not st["failed"] else 1
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _spawn_worker(url: str, name: str, args: argparse.Namespace, threads: int):

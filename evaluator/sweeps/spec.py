@@ -291,6 +291,9 @@ def _check_path(data: dict[str, Any], path: str) -> str | None:
     found, _ = _get(data, keys)
     if found:
         return None
+    if keys[0] == "vars" and len(keys) == 2:  # a misspelt variable would change nothing
+        have = ", ".join(sorted(data.get("vars") or {})) or "none"
+        return f"no variable {keys[1]!r} in the base spec's vars (defined: {have})"
     # a section the base leaves to its defaults (diffusion.loss.domain) is still a path
     model: Any = Spec
     for i, k in enumerate(keys):

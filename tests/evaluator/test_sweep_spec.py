@@ -71,6 +71,8 @@ def test_a_combination_the_trainer_would_refuse_is_caught_before_training():
     (lambda d: d["factors"].update(x={"path": "nope.a", "levels": [1, 2]}),
      "factors.x: nope.a: unknown path"),
     (lambda d: d["design"].update(array="L99"), "design.array: unknown orthogonal array"),
+    (lambda d: d["factors"].update(lr={"path": "vars.widht", "levels": [1, 2]}),
+     "factors.lr: vars.widht: no variable 'widht' in the base spec's vars"),
     (lambda d: d["factors"].update(lr={"path": "train.lr", "levels": [1e-3, 2e-3, 3e-3]}),
      "factors.lr: L4: 4 runs, 2^3 has no free 3-level column"),
     (lambda d: d["factors"].update(a={"path": "train.seed", "levels": [1, 2]},

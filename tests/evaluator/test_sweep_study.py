@@ -50,8 +50,9 @@ def test_two_worker_processes_complete_an_l4_each_row_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_a_sigkilled_worker_s_trial_is_retried_by_another_worker(tmp_path):
-    # long enough trials that the kill lands mid-trial
-    p = write_sweep(tmp_path, tiny_sweep(steps=400))
+    # the kill lands mid-trial: the worker is killed as soon as its first trial is
+    # RUNNING, and a worker's first trial spends seconds importing before training
+    p = write_sweep(tmp_path, tiny_sweep(steps=60))
     out = tmp_path / "results"
     r = cli("sweep", "run", str(p), "--workers", "0", "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -190,8 +191,8 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     data["base"]["evaluate"] = {"num_samples": 16, "seeds": [0],
                                 "samplers": [{"name": "ddim", "steps": [5]}]}
     data["base"]["diffusion"] = {"timesteps": 20}
-    data["factors"].pop("tw")
-    data["design"] = {"type": "taguchi", "array": "L4"}
+    data["factors"] = {"tw": data["factors"]["tw"]}
+    data["design"] = {"type": "grid"}
     p = write_sweep(tmp_path, data)
     out = tmp_path / "results"
     r = cli("sweep", "run", str(p), "--workers", "1", "--out", str(out), "--device", "cpu")
