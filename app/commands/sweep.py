@@ -158,7 +158,9 @@ def _storage_url(args: argparse.Namespace, name: str) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from archspec.errors import UserError
-    from evaluator.sweeps.study import create_or_resume, enqueue_missing, make_storage
+    from evaluator.sweeps.study import (
+        open_trials, create_or_resume, enqueue_missing, make_storage,
+    )
 
     if args.workers < 0:
         raise UserError("--workers: must be >= 0")
@@ -171,6 +173,12 @@ def _run(args: argparse.Namespace) -> int:
     print(f"sweep {ls.sweep.name}: storage {url}; enqueued {n} trial(s)")
     if args.workers == 0:
         print(f"join with: archsearch sweep worker --storage {url} --study {ls.sweep.name}")
+        return 0
+    waiting, running, counted = open_trials(study, ls)
+    done = waiting + running == 0 if ls.fixed else counted >= ls.sweep.design.trials
+    if done:
+        print("nothing left to run")
+        _print_status(study, ls)
         return 0
     threads = args.threads or max(1, _cores() // args.workers)
     procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]

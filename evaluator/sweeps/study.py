@@ -391,7 +391,7 @@ def _timing(results: list[dict[str, Any]], t0: float) -> dict[str, Any]:
 
 
 # ---- workers ----------------------------------------------------------------------------
-def _open_trials(study: optuna.Study, ls: LoadedSweep) -> tuple[int, int, int]:
+def open_trials(study: optuna.Study, ls: LoadedSweep) -> tuple[int, int, int]:
     """(waiting, running, counted) trials of the design (skipped asks excluded)."""
     waiting = running = counted = 0
     for t in study.get_trials(deepcopy=False):
@@ -416,7 +416,7 @@ def work(name: str, storage_url: str, out: str | Path | None = None, device: str
     ran = 0
     while max_trials is None or ran < max_trials:
         fail_stale_trials(study)
-        waiting, running, counted = _open_trials(study, ls)
+        waiting, running, counted = open_trials(study, ls)
         if ls.fixed:
             if not waiting:
                 if not running:

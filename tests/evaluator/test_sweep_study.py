@@ -43,6 +43,7 @@ def test_two_worker_processes_complete_an_l4_each_row_exactly_once(tmp_path):
     # a resumed sweep runs only what is missing: nothing here
     r = cli("sweep", "run", str(p), "--workers", "1", "--out", str(out), "--device", "cpu")
     assert r.returncode == 0 and "enqueued 0 trial(s)" in r.stdout
+    assert "nothing left to run" in r.stdout
     assert completed_keys(load_study("tiny_l4", make_storage(_journal(out)))[0]) == ALL_L4
     r = cli("sweep", "status", "tiny_l4", "--out", str(out))
     assert r.returncode == 0 and "4/4" in r.stdout and "failed 0" in r.stdout
