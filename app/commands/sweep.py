@@ -103,8 +103,10 @@ def _validate(args: argparse.Namespace) -> int:
     what = (f"{ls.array} ({len(rows)} rows, columns "
             f"{[c + 1 for c in ls.columns]})" if ls.array else
             f"{d.type} ({len(rows)} rows)" if ls.fixed else f"{d.type} ({d.trials} trials)")
+    checked = ("every row is a valid spec" if ls.fixed else
+               f"{len(rows)} level combinations checked, each a valid spec")
     print(f"{args.sweep}: ok: {len(ls.factor_names)} factors, {what}, "
-          f"{ls.sweep.repeats} repeat(s); every row is a valid spec")
+          f"{ls.sweep.repeats} repeat(s); {checked}")
     return 0
 
 
@@ -156,7 +158,9 @@ def _storage_url(args: argparse.Namespace, name: str) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from archspec.errors import UserError
-    from evaluator.sweeps.study import create_or_resume, enqueue_missing, make_storage
+    from evaluator.sweeps.study import (
+        open_trials, create_or_resume, enqueue_missing, make_storage,
+    )
 
     if args.workers < 0:
         raise UserError("--workers: must be >= 0")
@@ -170,13 +174,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers == 0:
         print(f"join with: archsearch sweep worker --storage {url} --study {ls.sweep.name}")
         return 0
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    waiting, running, counted = open_trials(study, ls)
+    done = waiting + running == 0 if ls.fixed else counted >= ls.sweep.design.trials
+    if done:
+        print("nothing left to run")
+        _print_status(study, ls)
+        return 0
+    threads = args.threads or max(1, _cores() // args.workers)
     procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]
     codes = _watch(study, ls, procs)
     st = _print_status(study, ls)
     print(f"analyze with: archsearch sweep analyze {ls.sweep.name}"
           + (f" --storage {url}" if args.storage else f" --out {args.out}"))
     return 0 if not any(codes) and not st["failed"] else 1
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _spawn_worker(url: str, name: str, args: argparse.Namespace, threads: int):
@@ -199,7 +217,7 @@ def _watch(study, ls, procs) -> list[int]:
             time.sleep(2.0)
             st = status(study, ls)
             bar.n = st["done"] + st["failed"]
-            bar.set_postfix(running=st["running"], failed=st["failed"])
+            bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)
             bar.refresh()
     except KeyboardInterrupt:
         for p in procs:
@@ -211,7 +229,12 @@ def _watch(study, ls, procs) -> list[int]:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from evaluator.sweeps.study import work
+    from archspec.errors import UserError
+    from evaluator.sweeps.study import is_rdb, work
+
+    if not is_rdb(args.storage) and not Path(args.storage.removeprefix("journal:")).is_file():
+        raise UserError(f"{args.storage}: no sweep journal here (start the sweep with "
+                        "`archsearch sweep run`, or give the RDB URL)")
 
     if args.threads:
         import torch
@@ -266,7 +289,7 @@ def _watch_status(study, ls) -> None:
     with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial") as bar:
         while st["running"] or st["waiting"]:
             bar.n = st["done"] + st["failed"]
-            bar.set_postfix(running=st["running"], failed=st["failed"])
+            bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)
             bar.refresh()
             time.sleep(2.0)
             st = status(study, ls)

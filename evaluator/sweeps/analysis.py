@@ -217,6 +217,10 @@ def analyze(study_name: str, storage: Any) -> tuple[dict[str, Any], dict[str, An
                array=ls.array, repeats=ls.sweep.repeats)
     if res["best"] is not None:
         res["best"]["confirmed"] = study.user_attrs.get("confirm")
+    if ls.fixed and res["anova"] is not None and res["n_rows"] < len(ls.rows):
+        res["anova"]["note"] = (f"only {res['n_rows']} of {len(ls.rows)} design rows have "
+                                "results: the design is no longer balanced, so effects are "
+                                "partly confounded and the ANOVA is only indicative")
     if not ls.fixed and res["anova"] is not None:
         res["anova"]["note"] = ("open-ended design (random/tpe): levels are not balanced, "
                                 "so the ANOVA is only indicative")

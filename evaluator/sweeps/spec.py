@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -290,6 +291,9 @@ def _check_path(data: dict[str, Any], path: str) -> str | None:
     found, _ = _get(data, keys)
     if found:
         return None
+    if keys[0] == "vars" and len(keys) == 2:  # a misspelt variable would change nothing
+        have = ", ".join(sorted(data.get("vars") or {})) or "none"
+        return f"no variable {keys[1]!r} in the base spec's vars (defined: {have})"
     # a section the base leaves to its defaults (diffusion.loss.domain) is still a path
     model: Any = Spec
     for i, k in enumerate(keys):
@@ -412,12 +416,33 @@ def _check_loss(spec: Any) -> None:
         raise SpecError([Problem("diffusion.loss", str(e))]) from None
 
 
+MAX_OPEN_CHECK = 256
+
+
+def check_combinations(ls: LoadedSweep) -> list[list[int]]:
+    """What to validate up front: the rows of a fixed design; for random / TPE every
+    combination when there are at most MAX_OPEN_CHECK, else each level of each factor
+    with the others at their first level."""
+    from evaluator.sweeps.designs import grid_rows
+
+    if ls.fixed:
+        return ls.rows
+    n_levels = [len(f.labels()) for f in ls.sweep.factors.values()]
+    if math.prod(n_levels) <= MAX_OPEN_CHECK:
+        return grid_rows(n_levels)
+    out = [[0] * len(n_levels)]
+    for j, k in enumerate(n_levels):
+        out += [[lv if i == j else 0 for i in range(len(n_levels))] for lv in range(1, k)]
+    return out
+
+
 def resolve_rows(ls: LoadedSweep, repeat: int = 0) -> list[Row]:
-    """Every row of a fixed design resolved and validated (problems collected per row)."""
+    """Every row to check (see :func:`check_combinations`) resolved and validated, the
+    problems collected per row."""
     from evaluator.runs import hash_spec
 
     out = []
-    for i, idx in enumerate(ls.rows):
+    for i, idx in enumerate(check_combinations(ls)):
         row = Row(i, ls.labels_of(idx))
         try:
             row.spec = resolve(ls, row.levels, repeat)

@@ -233,16 +233,21 @@ def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = F
     if not ls.fixed:
         return 0
     have: dict[tuple[int, int], set[TrialState]] = {}
+    failed: set[tuple[int, int]] = set()  # failed with a reason (NaN loss, error)
     for t in study.get_trials(deepcopy=False):
         k = key_of(t)
-        if k is not None:
-            have.setdefault(k, set()).add(t.state)
+        if k is None or t.user_attrs.get("skipped"):
+            continue
+        have.setdefault(k, set()).add(t.state)
+        if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason"):
+            failed.add(k)
     n = 0
     keep = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
     for i, idx in enumerate(ls.rows):
         for r in range(ls.sweep.repeats):
+            # a trial interrupted (Ctrl-C) or lost past its retries has no reason: run again
             states = have.get((i, r), set())
-            if states & keep or (states and not retry_failed):
+            if states & keep or ((i, r) in failed and not retry_failed):
                 continue
             study.enqueue_trial({"row": i, "repeat": r, **ls.labels_of(idx)},
                                 user_attrs={"row": i, "repeat": r},
@@ -386,7 +391,7 @@ def _timing(results: list[dict[str, Any]], t0: float) -> dict[str, Any]:
 
 
 # ---- workers ----------------------------------------------------------------------------
-def _open_trials(study: optuna.Study, ls: LoadedSweep) -> tuple[int, int, int]:
+def open_trials(study: optuna.Study, ls: LoadedSweep) -> tuple[int, int, int]:
     """(waiting, running, counted) trials of the design (skipped asks excluded)."""
     waiting = running = counted = 0
     for t in study.get_trials(deepcopy=False):
@@ -411,7 +416,7 @@ def work(name: str, storage_url: str, out: str | Path | None = None, device: str
     ran = 0
     while max_trials is None or ran < max_trials:
         fail_stale_trials(study)
-        waiting, running, counted = _open_trials(study, ls)
+        waiting, running, counted = open_trials(study, ls)
         if ls.fixed:
             if not waiting:
                 if not running:
@@ -449,6 +454,6 @@ def status(study: optuna.Study, ls: LoadedSweep) -> dict[str, Any]:
         counts["waiting"] += max(0, total - len(per_key))
     counts["total"] = total
     counts["failures"] = [(t.number, t.user_attrs.get("levels") or t.params,
-                           t.user_attrs.get("fail_reason", "worker lost (heartbeat)"))
+                           t.user_attrs.get("fail_reason", "worker lost or interrupted"))
                           for t in per_key.values() if t.state == TrialState.FAIL]
     return counts

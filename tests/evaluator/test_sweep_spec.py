@@ -71,6 +71,8 @@ def test_a_combination_the_trainer_would_refuse_is_caught_before_training():
     (lambda d: d["factors"].update(x={"path": "nope.a", "levels": [1, 2]}),
      "factors.x: nope.a: unknown path"),
     (lambda d: d["design"].update(array="L99"), "design.array: unknown orthogonal array"),
+    (lambda d: d["factors"].update(lr={"path": "vars.widht", "levels": [1, 2]}),
+     "factors.lr: vars.widht: no variable 'widht' in the base spec's vars"),
     (lambda d: d["factors"].update(lr={"path": "train.lr", "levels": [1e-3, 2e-3, 3e-3]}),
      "factors.lr: L4: 4 runs, 2^3 has no free 3-level column"),
     (lambda d: d["factors"].update(a={"path": "train.seed", "levels": [1, 2]},
@@ -108,6 +110,7 @@ def test_base_path_is_relative_to_the_sweep_file(tmp_path):
     assert ls.base["name"] == "mini" and len(check_rows(ls)) == 4
 
 
+@pytest.mark.slow
 def test_cli_bad_sweep_exit_2_one_located_line_per_problem(tmp_path):
     data = tiny_sweep()
     data["factors"]["x"] = {"path": "train.no_such", "levels": [1, 2]}
@@ -127,6 +130,7 @@ def test_cli_bad_sweep_exit_2_one_located_line_per_problem(tmp_path):
     assert r.returncode == 2 and "binary file" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_validate_and_dry_run_print_the_rows(tmp_path):
     p = write_sweep(tmp_path, tiny_sweep())
     r = cli("sweep", "validate", str(p))
@@ -136,3 +140,16 @@ def test_cli_validate_and_dry_run_print_the_rows(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert lines[0].split()[:4] == ["row", "lr", "tw", "loss"] and len(lines) == 5
     assert not (tmp_path / "results").exists()  # a dry run trains and stores nothing
+
+
+@pytest.mark.parametrize("path", sorted(
+    (__import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "sweeps")
+    .glob("*.yaml")), ids=lambda p: p.name)
+def test_example_sweeps_are_valid_in_every_row(path):
+    ls = load_sweep(path)
+    rows = check_rows(ls)
+    assert rows and all(r.spec is not None and not r.problems for r in rows)
+    if ls.sweep.name == "spectral_toggles_l8":
+        assert ls.array == "L8" and len(ls.factor_names) == 7 and len(rows) == 8
+        assert all(len(f.labels()) == 2 for f in ls.sweep.factors.values())
+        assert len({r.spec_hash for r in rows}) == 8

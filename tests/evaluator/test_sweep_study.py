@@ -43,6 +43,7 @@ def test_two_worker_processes_complete_an_l4_each_row_exactly_once(tmp_path):
     # a resumed sweep runs only what is missing: nothing here
     r = cli("sweep", "run", str(p), "--workers", "1", "--out", str(out), "--device", "cpu")
     assert r.returncode == 0 and "enqueued 0 trial(s)" in r.stdout
+    assert "nothing left to run" in r.stdout
     assert completed_keys(load_study("tiny_l4", make_storage(_journal(out)))[0]) == ALL_L4
     r = cli("sweep", "status", "tiny_l4", "--out", str(out))
     assert r.returncode == 0 and "4/4" in r.stdout and "failed 0" in r.stdout
@@ -50,8 +51,9 @@ def test_two_worker_processes_complete_an_l4_each_row_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_a_sigkilled_worker_s_trial_is_retried_by_another_worker(tmp_path):
-    # long enough trials that the kill lands mid-trial
-    p = write_sweep(tmp_path, tiny_sweep(steps=400))
+    # the kill lands mid-trial: the worker is killed as soon as its first trial is
+    # RUNNING, and a worker's first trial spends seconds importing before training
+    p = write_sweep(tmp_path, tiny_sweep(steps=60))
     out = tmp_path / "results"
     r = cli("sweep", "run", str(p), "--workers", "0", "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -109,6 +111,20 @@ def test_a_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_pa
     # resuming leaves failed rows alone unless asked
     assert enqueue_missing(study, ls) == 0
     assert enqueue_missing(study, ls, retry_failed=True) == 2
+
+
+def test_an_interrupted_trial_is_run_again_on_resume(tmp_path):
+    ls = from_data(tiny_sweep())
+    url = _journal(tmp_path)
+    study = create_or_resume(ls, make_storage(url), tmp_path)
+    enqueue_missing(study, ls)
+    # Ctrl-C during a trial: Optuna records it as FAIL, with no reason of ours
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    assert key_of(study.trials[trial.number]) == (0, 0)
+    assert enqueue_missing(study, ls) == 1
+    work("tiny_l4", url, out=tmp_path, device="cpu")
+    assert completed_keys(study) == ALL_L4
 
 
 def test_an_enqueued_duplicate_never_completes_twice(tmp_path):
@@ -176,8 +192,8 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     data["base"]["evaluate"] = {"num_samples": 16, "seeds": [0],
                                 "samplers": [{"name": "ddim", "steps": [5]}]}
     data["base"]["diffusion"] = {"timesteps": 20}
-    data["factors"].pop("tw")
-    data["design"] = {"type": "taguchi", "array": "L4"}
+    data["factors"] = {"tw": data["factors"]["tw"]}
+    data["design"] = {"type": "grid"}
     p = write_sweep(tmp_path, data)
     out = tmp_path / "results"
     r = cli("sweep", "run", str(p), "--workers", "1", "--out", str(out), "--device", "cpu")
@@ -191,6 +207,10 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Main effects" in r.stdout and "ANOVA" in r.stdout and "confirmation:" in r.stdout
     assert (out / "sweeps" / "tiny_l4" / "analysis.html").is_file()
-    study, _ = load_study("tiny_l4", make_storage(_journal(out)))
-    assert study.user_attrs["confirm"]["levels"] == ls.labels_of(ls.rows[0]) or True
-    assert "observed_mean" in study.user_attrs["confirm"]
+    from evaluator.sweeps.analysis import analyze
+
+    res, _ = analyze("tiny_l4", _journal(out))
+    conf = load_study("tiny_l4", make_storage(_journal(out)))[0].user_attrs["confirm"]
+    assert conf["levels"] == res["best"]["levels"]
+    assert conf["observed_mean"] == pytest.approx(sum(conf["values"]) / len(conf["values"]))
+    assert conf["predicted_mean"] == pytest.approx(res["best"]["predicted_mean"])
