@@ -74,17 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         for line in e.lines():
             print(line, file=sys.stderr)
         return 2
-    except Exception as e:
-        from blocks.plugins import PluginError  # only on failure: keeps --help instant
-
-        if not isinstance(e, PluginError):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a file
+        from blocks.plugins import PluginError  # only on failure: keeps --help instant
+
+        if isinstance(e, PluginError):  # a broken third-party package: the user's to fix
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(internal_error(e, args.command), file=sys.stderr)
         return 1
 

@@ -163,6 +163,13 @@ def short_id(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _names(keys: Any, limit: int = 10) -> str:
+    """Up to ``limit`` names for a message, each as :func:`short_id` shows it."""
+    names = sorted(short_id(k) for k in keys)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return (", ".join(names[:limit]) + more) or "none"
+
+
 def parse_text(text: str, fmt: str) -> Any:
     """Parse YAML (``fmt='yaml'``) or JSON text into plain Python data."""
     try:
@@ -359,7 +366,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
                 problems.append(Problem(f"vars.{short_id(keys[1])}", f"override {short(text)}: "
                                         f"no such variable{suggest(keys[1], list(node))}; "
-                                        f"defined: {', '.join(sorted(node)) or 'none'}"))
+                                        f"defined: {_names(node)}"))
                 continue
             node[keys[-1]] = value
     if problems:
@@ -399,7 +406,7 @@ def resolve_vars(data: dict[str, Any]) -> dict[str, Any]:
             what = f"unknown variable {short(missing[0])}" if missing else \
                 "bad reference (write ${vars.NAME})"
             problems.append(Problem(loc, f"{what} in {short(obj)}; defined: "
-                                    f"{', '.join(sorted(variables)) or 'none'}"))
+                                    f"{_names(variables)}"))
             return obj
         full = _VAR.fullmatch(obj)
         if full:

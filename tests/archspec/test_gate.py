@@ -406,6 +406,20 @@ def test_keys_with_line_breaks_stay_on_one_line(write_spec):
     assert errs == ["spec_version.\\r: integer out of range"]
 
 
+def test_defined_variable_names_stay_on_one_line():
+    """Found by the fuzzer: a variable named '\\r0' split the 'defined:' list over two lines."""
+    import yaml
+
+    data = yaml.safe_load(MINIMAL)
+    data["vars"] = {"\r0": None, **{f"v{i}": i for i in range(12)}}
+    data["image"]["size"] = "${vars.size}"
+    with pytest.raises(SpecError) as e:
+        spec_from_dict(data)
+    (line,) = [str(p) for p in e.value.problems]
+    assert line == ("image.size: unknown variable 'size' in '${vars.size}'; defined: \\r0, "
+                    "v0, v1, v10, v11, v2, v3, v4, v5, v6 and 3 more")
+
+
 def test_unreadable_file_is_a_spec_error(write_spec, monkeypatch):
     from pathlib import Path
 

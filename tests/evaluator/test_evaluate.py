@@ -220,5 +220,5 @@ def test_evaluate_shows_one_bar_over_settings_including_the_ddpm_reference(evalu
     err = capsys.readouterr().err
     assert "evaluate mini" in err and "2/2" in err  # the outer bar counted both settings
     assert "ddpm 50 steps" in err  # the outer bar names the setting it is on
-    assert "sampling" in err and "/50 [" in err  # the reference's own bar over its 50 calls
+    assert "ddpm 50 steps, 1 batch(es)" in err and "/50 [" in err  # the reference's own bar
     assert run.eval_grid_file("tiny", "ddpm", 50).is_file()

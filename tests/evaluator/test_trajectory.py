@@ -74,8 +74,9 @@ def test_side_by_side_shares_noise_and_settings(two_runs):
         assert t.images.shape == t.x0[0].shape == (3, 1, 8, 8)
         assert torch.equal(t.xt[0], noise)  # DDIM's init_noise_sigma is 1
         assert t.band_energy.shape == (4, default_bands(8))
+        # no clip given: each run's own spec policy (the spec default, "clip")
         assert {k: t.settings[k] for k in ("sampler", "steps", "seed", "clip")} == {
-            "sampler": "ddim", "steps": 4, "seed": 7, "clip": "dynamic"}
+            "sampler": "ddim", "steps": 4, "seed": 7, "clip": "clip"}
     assert not torch.equal(out[0].x0[-1], out[1].x0[-1])
     st = step_statistics(out[0].x0[-1], n_bands=3)
     np.testing.assert_allclose(st["band_shares"], out[0].band_energy[-1].numpy(), rtol=1e-12)
