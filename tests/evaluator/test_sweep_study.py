@@ -206,6 +206,7 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     r = cli("sweep", "analyze", "tiny_l4", "--out", str(out), "--confirm", "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Main effects" in r.stdout and "ANOVA" in r.stdout and "confirmation:" in r.stdout
+    assert "evaluation: N=16 samples per row, seeds [0]" in r.stdout  # every number's N
     assert (out / "sweeps" / "tiny_l4" / "analysis.html").is_file()
     from evaluator.sweeps.analysis import analyze
 
