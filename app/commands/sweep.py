@@ -221,7 +221,8 @@ def _watch(study, ls, procs) -> list[int]:
     from evaluator.sweeps.study import status
 
     st = status(study, ls)
-    bar = tqdm(total=st["total"], desc=ls.sweep.name, unit="trial")
+    # disable=None: a bar on a terminal, nothing in logs (the final status line remains)
+    bar = tqdm(total=st["total"], desc=ls.sweep.name, unit="trial", disable=None)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(2.0)
@@ -296,7 +297,7 @@ def _watch_status(study, ls) -> None:
     from evaluator.sweeps.study import status
 
     st = status(study, ls)
-    with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial") as bar:
+    with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial", disable=None) as bar:
         while st["running"] or st["waiting"]:
             bar.n = st["done"] + st["failed"]
             bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)

@@ -249,7 +249,8 @@ def _eval_settings(study: Any, ls: Any) -> dict[str, Any] | None:
 # ---- charts and tables ------------------------------------------------------------------
 def figures(res: dict[str, Any]) -> dict[str, Any]:
     """Plotly figures: main effects, S/N per level, parallel coordinates."""
-    return {"main_effects": _effects_figure(res, "mean", f"Main effects: mean {res.get('objective', '')}"),
+    title = f"Main effects: mean {res.get('objective', '')}"
+    return {"main_effects": _effects_figure(res, "mean", title),
             "sn": _effects_figure(res, "sn", f"S/N ratio ({res['sn_type']}-is-better, dB)"),
             "parallel": _parallel_figure(res)}
 
