@@ -112,41 +112,51 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _dry_run(ls, rows, profile: bool) -> int:
     from archspec import build_model
+    from evaluator.sweeps.spec import budget_of
 
-    cache: dict[str, tuple[int, float | None]] = {}
-    header = ["row", *ls.factor_names, "spec hash", "params", "est. train s"]
+    cache: dict[str, tuple[int, tuple[float, float] | None]] = {}
+    header = ["row", *ls.factor_names, "spec hash", "params", "est. train s", "est. eval s"]
     table = [header]
-    total = 0.0
+    total = [0.0, 0.0]
     for r in rows:
         spec = r.spec
         key = r.spec_hash
         if key not in cache:
             model = build_model(spec)
             n = sum(p.numel() for p in model.parameters())
-            est = _estimate_train_s(model, spec) if profile else None
+            est = _estimate_s(model, spec, budget_of(ls.sweep)) if profile else None
             cache[key] = (n, est)
         n, est = cache[key]
-        total += (est or 0.0) * ls.sweep.repeats
+        if est:
+            total = [a + b * ls.sweep.repeats for a, b in zip(total, est)]
         table.append([str(r.index + 1), *r.levels.values(), r.spec_hash, f"{n:,}",
-                      "-" if est is None else f"{est:.0f}"])
+                      *(["-", "-"] if est is None else [f"{est[0]:.0f}", f"{est[1]:.0f}"])])
     w = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(c.ljust(x) for c, x in zip(row, w)).rstrip())
     if profile:
         import torch
 
-        print(f"estimated training total: {total:.0f} s on {torch.get_num_threads()} "
-              f"thread(s) x {ls.sweep.repeats} repeat(s), one worker; evaluation not included "
-              "(estimate from evaluator.profile train-step timing)")
+        print(f"estimated total for one worker on {torch.get_num_threads()} thread(s), "
+              f"{ls.sweep.repeats} repeat(s): training {total[0]:.0f} s, sampling "
+              f"{total[1]:.0f} s (from evaluator.profile step timings on this machine now; "
+              "metrics, start-up and an unchanged run's reuse not included)")
     return 0
 
 
-def _estimate_train_s(model, spec) -> float:
+def _estimate_s(model, spec, budget) -> tuple[float, float]:
+    """(train, sampling) seconds: profiled train-step time x steps, and forward time per
+    sample x samples x model calls of the evaluation plan x seeds."""
+    from evaluator.evaluate import eval_settings
     from evaluator.profile import profile_model
 
     c, s = spec.image.channels, spec.image.size
-    p = profile_model(spec.name, model, (c, s, s), batch_size=spec.train.batch_size, repeats=3)
-    return p.train_step_ms / 1000 * spec.train.steps
+    b = spec.train.batch_size
+    p = profile_model(spec.name, model, (c, s, s), batch_size=b, repeats=3)
+    st = eval_settings(spec, budget)
+    nfe = sum(steps for _, steps in st["plan"])
+    sample_s = p.fwd_ms / 1000 / b * st["num_samples"] * nfe * len(st["seeds"])
+    return p.train_step_ms / 1000 * spec.train.steps, sample_s
 
 
 # ---- run / worker ------------------------------------------------------------------------
@@ -211,7 +221,8 @@ def _watch(study, ls, procs) -> list[int]:
     from evaluator.sweeps.study import status
 
     st = status(study, ls)
-    bar = tqdm(total=st["total"], desc=ls.sweep.name, unit="trial")
+    # disable=None: a bar on a terminal, nothing in logs (the final status line remains)
+    bar = tqdm(total=st["total"], desc=ls.sweep.name, unit="trial", disable=None)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(2.0)
@@ -286,7 +297,7 @@ def _watch_status(study, ls) -> None:
     from evaluator.sweeps.study import status
 
     st = status(study, ls)
-    with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial") as bar:
+    with tqdm(total=st["total"], desc=ls.sweep.name, unit="trial", disable=None) as bar:
         while st["running"] or st["waiting"]:
             bar.n = st["done"] + st["failed"]
             bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)

@@ -214,7 +214,8 @@ def analyze(study_name: str, storage: Any) -> tuple[dict[str, Any], dict[str, An
                                               for f in ls.factor_names},
                           sn=obj.sn_type, direction=obj.direction)
     res.update(study=study_name, objective=obj.key, design=ls.sweep.design.model_dump(),
-               array=ls.array, repeats=ls.sweep.repeats)
+               array=ls.array, repeats=ls.sweep.repeats,
+               eval_settings=_eval_settings(study, ls) if obj.sampler else None)
     if res["best"] is not None:
         res["best"]["confirmed"] = study.user_attrs.get("confirm")
     if ls.fixed and res["anova"] is not None and res["n_rows"] < len(ls.rows):
@@ -227,10 +228,29 @@ def analyze(study_name: str, storage: Any) -> tuple[dict[str, Any], dict[str, An
     return res, figures(res)
 
 
+def _eval_settings(study: Any, ls: Any) -> dict[str, Any] | None:
+    """N, seeds and clip policy of the evaluations behind the objective (from the first
+    completed trial's run; every row is evaluated under the same budget)."""
+    from optuna.trial import TrialState
+
+    from evaluator.runs import read_json
+    from evaluator.sweeps.spec import budget_of
+
+    budget = budget_of(ls.sweep).name
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        run = t.user_attrs.get("run")
+        m = read_json(Path(run) / "metrics.json", {}) if run else {}
+        st = m.get("eval", {}).get(budget, {}).get("settings")
+        if st:
+            return {k: st.get(k) for k in ("budget", "num_samples", "seeds", "clip")}
+    return None
+
+
 # ---- charts and tables ------------------------------------------------------------------
 def figures(res: dict[str, Any]) -> dict[str, Any]:
     """Plotly figures: main effects, S/N per level, parallel coordinates."""
-    return {"main_effects": _effects_figure(res, "mean", f"Main effects: mean {res.get('objective', '')}"),
+    title = f"Main effects: mean {res.get('objective', '')}"
+    return {"main_effects": _effects_figure(res, "mean", title),
             "sn": _effects_figure(res, "sn", f"S/N ratio ({res['sn_type']}-is-better, dB)"),
             "parallel": _parallel_figure(res)}
 
@@ -303,6 +323,9 @@ def format_text(res: dict[str, Any]) -> str:
     lines = [f"sweep {res.get('study', '')}: objective {res.get('objective', '')} "
              f"({res['direction']}), S/N {res['sn_type']}-is-better; {res['n_obs']} "
              f"observations in {res['n_rows']} rows, grand mean {_num(res['grand_mean'])}",
+             *([f"evaluation: N={st['num_samples']} samples per row, seeds {st['seeds']}, "
+                f"clip policy {st['clip']}, budget {st['budget']}"]
+               if (st := res.get("eval_settings")) else []),
              "", "Main effects", _text_table(t["main_effects"]), "",
              "Ranking (by delta of S/N)", _text_table(t["ranking"]), "",
              "ANOVA", _text_table(t["anova"])]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage, RDBStorage
 
 try:  # Optuna >= 4.9 renamed RetryFailedTrialCallback (the old name warns)
@@ -74,7 +75,10 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         self.failed_trial_callback = failed_trial_callback
 
     def record_heartbeat(self, trial_id: int) -> None:
-        self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+        try:
+            self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+        except UpdateFinishedTrialError:
+            pass  # another worker judged this trial stale; its retry is queued
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now, out = time.time(), []
@@ -425,8 +429,13 @@ def work(name: str, storage_url: str, out: str | Path | None = None, device: str
                 continue
         elif counted >= ls.sweep.design.trials:
             break
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False,
-                       show_progress_bar=False)
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False,
+                           show_progress_bar=False)
+        except UpdateFinishedTrialError:
+            # this worker stalled past the grace period and its trial was failed and
+            # retried elsewhere; the retry reuses the run by spec hash, so move on
+            pass
         ran += 1
     return ran
 

@@ -206,6 +206,7 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     r = cli("sweep", "analyze", "tiny_l4", "--out", str(out), "--confirm", "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Main effects" in r.stdout and "ANOVA" in r.stdout and "confirmation:" in r.stdout
+    assert "evaluation: N=16 samples per row, seeds [0]" in r.stdout  # every number's N
     assert (out / "sweeps" / "tiny_l4" / "analysis.html").is_file()
     from evaluator.sweeps.analysis import analyze
 
@@ -214,3 +215,22 @@ def test_evaluation_objective_and_confirmation_run(tmp_path):
     assert conf["levels"] == res["best"]["levels"]
     assert conf["observed_mean"] == pytest.approx(sum(conf["values"]) / len(conf["values"]))
     assert conf["predicted_mean"] == pytest.approx(res["best"]["predicted_mean"])
+
+
+def test_journal_heartbeat_marks_only_silent_trials_stale(tmp_path):
+    storage = make_storage(str(tmp_path / "j.log"), heartbeat=1, grace=2)
+    study = optuna.create_study(storage=storage, study_name="hb")
+    quiet, beating = study.ask(), study.ask()
+    sid = study._study_id
+    storage.set_trial_system_attr(quiet._trial_id, "heartbeat", time.time() - 10)
+    storage.record_heartbeat(beating._trial_id)
+    assert storage._get_stale_trial_ids(sid) == [quiet._trial_id]
+    from optuna.storages import fail_stale_trials
+
+    fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[quiet.number] == TrialState.FAIL and states[beating.number] == TrialState.RUNNING
+    # the retry callback enqueued the stale trial again
+    assert [t.system_attrs.get("failed_trial") for t in study.get_trials(
+        states=(TrialState.WAITING,))] == [quiet.number]
+    storage.record_heartbeat(quiet._trial_id)  # a late beat from the lost worker is harmless
