@@ -11,7 +11,10 @@ Options (Trabelsi et al. 2018 for complex norms/activations): ``norm`` and ``act
 complex (or dual) normalisation and activation in front of the projection, and
 ``zero_init`` starts the projection at zero, so that the spectral head can mirror the
 spatial UNet head (GroupNorm -> SiLU -> zero-initialised conv, Dhariwal & Nichol 2021).
-``norm: none, act: none, zero_init: false`` is the bare projection.
+``norm: none, act: none, zero_init: false`` is the bare projection and the default: a
+default lives outside the spec's hash, so flipping it would let a finished run trained
+with the old head be reused as the new one. The example specs set ``zero_init: true``
+(measured in examples/ablations: it starts training at the spatial head's loss).
 
 The head cannot see the spec's image, so ``out_channels`` defaults to 1 (grayscale) and
 ``size`` (the image width W) to 2 * (W' - 1); the assembler checks that the model's output
