@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-DEVICES = ("auto", "cpu", "cuda")
+from archspec.choices import DEVICES
 
 
 def add_sweep(p: argparse.ArgumentParser) -> None:
