@@ -258,6 +258,9 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
                                             settings, reference, extractor, dev, progress)
         metric_s += m_s
         rows.append(_aggregate(spec, sampler, steps, per_seed, settings))
+        be = band_error_row(per_seed)
+        if be:
+            rows[-1]["band_error"] = be
         sp = _spectra_of(per_seed[0]["metrics"])
         if sp:
             spectra.setdefault("data", sp["data"])
@@ -324,6 +327,28 @@ def _aggregate(spec: Any, sampler: str, steps: int, per_seed: list[dict],
             "reference": (sampler, steps) == (REFERENCE_SAMPLER, spec.diffusion.timesteps),
             "settings": {k: v for k, v in first["settings"].items() if k != "seed"},
             "metrics": metrics}
+
+
+def band_error_row(per_seed: list[dict]) -> dict[str, Any] | None:
+    """The per-radial-band error of one sampler setting (``metrics.json``, each result row):
+    :func:`evaluator.metrics.spectral.band_errors` per seed, its log10 ratio averaged over
+    the seeds; None when the spectral statistics could not be computed."""
+    from evaluator.metrics.spectral import band_errors
+
+    per = []
+    for rec in per_seed:
+        sp = _spectra_of(rec["metrics"])
+        if sp and "band_energy" in sp["samples"]:
+            per.append((rec["seed"], band_errors(sp["samples"], sp["data"])))
+    if not per:
+        return None
+    ratios = [e["log10_ratio"] for _, e in per]
+    mean = [sum(c) / len(c) for c in zip(*ratios)]
+    first = per[0][1]
+    return {"band_edges": first["band_edges"], "log10_ratio": mean,
+            "abs_error": [abs(v) for v in mean], "per_seed": [e["log10_ratio"] for _, e in per],
+            "seeds": [s for s, _ in per], "n": first["n"], "reference_n": first["reference_n"],
+            "unit": "log10(samples / data) of mean energy per image in the band"}
 
 
 def _spectra_of(metrics: list[dict]) -> dict | None:
