@@ -137,6 +137,42 @@ def band_error_figure(runs: list[RunDir]):
     return fig
 
 
+def convergence_figure(runs: list[RunDir], metric: str):
+    """``metric`` of the EMA snapshots against training step, one line per run."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        pts = [p for p in _convergence(run) if p.get(metric) is not None]
+        if pts:
+            fig.add_trace(go.Scatter(
+                x=[p["step"] for p in pts], y=[p[metric] for p in pts], mode="lines+markers",
+                name=f"{run.name} ({run.hash[:8]})",
+                hovertext=[f"{p['sampler']} {p['steps']} steps, N={p['n']}, seed {p['seed']}, "
+                           f"clip {p['clip']}" for p in pts]))
+    fig.update_layout(title=f"Convergence: {metric} of EMA snapshots vs training step "
+                      "(lower is better)", xaxis_title="training step", yaxis_title=metric,
+                      template="plotly_white")
+    return fig
+
+
+def _convergence(run: RunDir) -> list[dict]:
+    return (best_eval(run)[1] or {}).get("convergence") or []
+
+
+def convergence_table(runs: list[RunDir]) -> tuple[list[list[str]], str] | None:
+    """(one row per run x snapshot, the FD metric's name); None without convergence data."""
+    pts = [(run, p) for run in runs for p in _convergence(run)]
+    names = sorted({k for _, p in pts for k in p if k.startswith("FD-")})
+    if not pts or not names:
+        return None
+    metric = names[0]
+    rows = [["pipeline", "step", metric, "sampler", "steps", "N", "seed", "clip"]]
+    rows += [[run.name, str(p["step"]), _num(p.get(metric)), p["sampler"], str(p["steps"]),
+              str(p["n"]), str(p["seed"]), str(p["clip"])] for run, p in pts]
+    return rows, metric
+
+
 def _band_rows(run: RunDir) -> list[dict]:
     return [r for r in (best_eval(run)[1] or {}).get("results", []) if r.get("band_error")]
 
@@ -302,6 +338,11 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
     bands = band_error_table(runs)
     if bands:
         parts += ["## Per-band error", "", BAND_ERROR_NOTE, "", _md_table(bands), ""]
+    conv = convergence_table(runs)
+    if conv:
+        parts += ["## Convergence", "", f"{conv[1]} of the EMA snapshots kept along training "
+                  "(`evaluate.convergence`); chart in `report.html`.", "",
+                  _md_table(conv[0]), ""]
     notes = unavailable_notes(runs)
     if notes:
         parts += ["Metrics not computed:", ""] + [f"- {n}" for n in notes] + [""]
@@ -344,6 +385,9 @@ def _html(runs: list[RunDir], metric: str | None) -> str:
     bands = band_error_table(runs)
     if bands:
         figs.append(band_error_figure(runs))
+    conv = convergence_table(runs)
+    if conv:
+        figs.append(convergence_figure(runs, conv[1]))
     charts = "\n".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in unavailable_notes(runs))
     grids = "\n".join(_img_tag(run, png) for run in runs for png in _grids(run))
@@ -360,6 +404,7 @@ figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:2
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in _settings(runs))}</ul>
 <ul>{notes}</ul>
 {_band_html(bands)}
+{f"<h2>Convergence</h2>{_html_table(conv[0])}" if conv else ""}
 <h2>Charts</h2>{charts}
 <h2>Samples</h2>{grids}
 </body></html>
