@@ -7,11 +7,28 @@ refused by ``archsearch validate`` instead.
 """
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 from archspec.errors import Problem
 from blocks.registry import RegistryError
 from evaluator.datasets import dataset_problems
+
+
+# True while a run folder's own stored spec is re-read: its warm start already happened,
+# so a source run moved or deleted since must not make the trained run unreadable.
+_STORED_RUN: ContextVar[bool] = ContextVar("stored_run", default=False)
+
+
+@contextmanager
+def reading_stored_run() -> Iterator[None]:
+    """Validate a run's stored spec without re-checking ``train.init_from``."""
+    token = _STORED_RUN.set(True)
+    try:
+        yield
+    finally:
+        _STORED_RUN.reset(token)
 
 
 def check_spec(spec: Any) -> list[Problem]:
@@ -43,7 +60,7 @@ def convergence_problems(spec: Any) -> list[Problem]:
 def init_from_problems(spec: Any) -> list[Problem]:
     """``train.init_from`` must be a finished run folder with its checkpoint."""
     src = spec.train.init_from
-    if src is None:
+    if src is None or _STORED_RUN.get():
         return []
     from pathlib import Path
 

@@ -94,3 +94,20 @@ def test_cli_validate_reports_a_missing_run_with_its_path_and_exit_2(tmp_path, c
     assert main(["validate", str(f)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"{f}: train.init_from: {tmp_path / 'gone'}: no such run folder"]
+
+
+def test_a_warm_started_run_stays_readable_after_its_source_is_gone(tmp_path):
+    import shutil
+
+    from evaluator.train import load_trained
+
+    src = train(spec_from_dict(mini_spec(train={"steps": 3})), root=tmp_path / "a",
+                device="cpu", progress=False).run
+    res = train(spec_from_dict(_target(str(src.path))), root=tmp_path / "b", device="cpu",
+                progress=False)
+    shutil.rmtree(src.path)
+    model, spec = load_trained(res.run)
+    assert spec.train.init_from == str(src.path)
+    # a new spec naming the deleted run is still refused
+    with pytest.raises(SpecError):
+        spec_from_dict(_target(str(src.path)))
