@@ -101,8 +101,11 @@ def canonical(spec: Spec) -> dict[str, Any]:
     """The fully resolved spec: vars substituted, every default filled (JSON types)."""
     params = validated(spec).params
     data = spec.model_dump(mode="json", by_alias=True)
-    if data["train"].get("data_root") is None:  # unset: keeps hashes from before the field
-        del data["train"]["data_root"]
+    # unset optional fields are left out: keeps hashes from before each field existed
+    for section, key in (("train", "data_root"), ("train", "init_from"),
+                         ("evaluate", "convergence")):
+        if data[section].get(key, 0) is None:
+            del data[section][key]
     for nid, node in spec.model.nodes.items():
         p = params[nid].model_dump(mode="json")
         data["model"]["nodes"][nid] = {"block": node.block, "in": list(node.in_), **p}

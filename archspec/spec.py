@@ -84,6 +84,10 @@ class TrainSpec(Strict):
     grad_clip: FiniteFloat | None = Field(1.0, gt=0)
     seed: int = Field(0, ge=0, lt=2**63)
     checkpoint_every: int = Field(500, ge=1, le=10_000_000)
+    init_from: str | None = Field(
+        None, min_length=1, description="a finished run folder: initialise the model from "
+        "its EMA weights where parameter names and shapes match (warm start); the rest "
+        "keeps the seeded init")
 
 
 class SamplerSpec(Strict):
@@ -98,6 +102,17 @@ def _default_samplers() -> list[SamplerSpec]:
             SamplerSpec(name="dpmsolver++", steps=[10, 20])]
 
 
+class ConvergenceSpec(Strict):
+    """Score EMA snapshots along training: FD against training step (opt-in)."""
+
+    every: int = Field(ge=1, le=10_000_000, description="keep an EMA snapshot every this "
+                       "many training steps (and at the last step)")
+    sampler: str = Field("dpmsolver++", description="a cheap registered sampler")
+    steps: int = Field(20, ge=1, description="sampling steps, 1..diffusion.timesteps")
+    num_samples: int = Field(256, ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0, lt=2**63)
+
+
 class EvaluateSpec(Strict):
     num_samples: int = Field(1000, ge=1, le=1_000_000)
     seeds: list[Annotated[int, Field(ge=0, lt=2**63)]] = Field(
@@ -105,6 +120,8 @@ class EvaluateSpec(Strict):
     clip: Literal[CLIP_POLICIES] = Field(
         "clip", description="x0 clipping policy, identical for every sampler compared")
     samplers: list[SamplerSpec] = Field(default_factory=_default_samplers)
+    convergence: ConvergenceSpec | None = Field(
+        None, description="opt-in: score EMA snapshots every K training steps")
 
 
 class Spec(Strict):

@@ -261,11 +261,16 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
                                             settings, reference, extractor, dev, progress)
         metric_s += m_s
         rows.append(_aggregate(spec, sampler, steps, per_seed, settings))
+        be = band_error_row(per_seed)
+        if be:
+            rows[-1]["band_error"] = be
         sp = _spectra_of(per_seed[0]["metrics"])
         if sp:
             spectra.setdefault("data", sp["data"])
             spectra[f"{sampler}_{steps}"] = sp["samples"]
     train_m = run.metrics().get("train", {})
+    conv = (convergence_curve(run, spec, schedule, settings, reference, extractor, dev,
+                              progress) if spec.evaluate.convergence is not None else None)
     out = {"settings": settings, "results": rows,
            "speed": {**speed_stats(model, spec, dev),
                      "train_steps_per_second": train_m.get("steps_per_second"),
@@ -274,6 +279,8 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
                       "train_seconds": train_m.get("seconds"),
                       "metric_fraction_of_train": (metric_s / train_m["seconds"]
                                                    if train_m.get("seconds") else None)}}
+    if conv is not None:
+        out["convergence"] = conv
     evals = run.metrics().get("eval", {})
     evals[budget.name] = out
     run.update_metrics("eval", evals)
@@ -282,6 +289,53 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     run.log(f"evaluated ({budget.name}): {len(rows)} sampler settings, "
             f"{out['timing']['eval_seconds']:.1f}s")
     return out
+
+
+def convergence_curve(run: RunDir, spec: Any, schedule: Any, settings: dict, reference: Any,
+                      extractor: Any, dev: Any, progress: bool = False) -> list[dict[str, Any]]:
+    """FD-<dataset> of each EMA snapshot kept along training (``evaluate.convergence``).
+
+    Every snapshot is sampled with the same cheap sampler, N, noise seed and clip policy,
+    so the curve shows training progress only. N is capped by the budget's N.
+
+    Returns:
+        ``[{step, FD-<dataset>, KD-<dataset>, n, seed, sampler, steps, clip, settings}]``
+        by step; a metric that could not be computed is None, its reason in ``reasons``.
+    """
+    from archspec import build_model
+    from evaluator.metrics import METRICS
+    from evaluator.samplers import sample
+    from evaluator.snapshots import list_snapshots, load_snapshot
+
+    c, want = spec.evaluate.convergence, run.hash
+    n = min(c.num_samples, settings["num_samples"])
+    shape = (spec.image.channels, spec.image.size, spec.image.size)
+    given = {"reference": getattr(reference, "images", reference), "reference_data": reference,
+             "extractor": extractor}
+    curve = []
+    for step, path in list_snapshots(run):
+        snap = load_snapshot(path)
+        if snap["spec_hash"] != want:
+            continue  # not this run's (a copied folder): never score foreign weights
+        model = build_model(spec)
+        model.load_state_dict(snap["ema"])
+        model = model.to(dev).eval()
+        res = sample(model, schedule, sampler=c.sampler, steps=c.steps, n=n, shape=shape,
+                     seed=c.seed, clip=settings["clip"], prediction=spec.diffusion.prediction,
+                     device=dev, progress=False)
+        point = {"step": step, "n": n, "seed": c.seed, "sampler": c.sampler, "steps": c.steps,
+                 "clip": settings["clip"],
+                 "settings": {k: v for k, v in res.settings.items() if k != "seed"}}
+        if isinstance(extractor, Exception):
+            point["reasons"] = {"FD": f"feature extractor unavailable: {extractor}"}
+        else:
+            for m in _call_metric(METRICS.get("fd_kd"), {**given, "samples": res.images}):
+                point[m["metric"]] = m.get("value")
+                if m.get("status") not in (None, "ok"):
+                    point.setdefault("reasons", {})[m["metric"]] = m.get("reason")
+        curve.append(point)
+    run.log(f"convergence: scored {len(curve)} snapshots with {c.sampler} {c.steps}, N={n}")
+    return curve
 
 
 def _sample_and_measure(run: RunDir, model: Any, schedule: Any, spec: Any, sampler: str,
@@ -327,6 +381,28 @@ def _aggregate(spec: Any, sampler: str, steps: int, per_seed: list[dict],
             "reference": (sampler, steps) == (REFERENCE_SAMPLER, spec.diffusion.timesteps),
             "settings": {k: v for k, v in first["settings"].items() if k != "seed"},
             "metrics": metrics}
+
+
+def band_error_row(per_seed: list[dict]) -> dict[str, Any] | None:
+    """The per-radial-band error of one sampler setting (``metrics.json``, each result row):
+    :func:`evaluator.metrics.spectral.band_errors` per seed, its log10 ratio averaged over
+    the seeds; None when the spectral statistics could not be computed."""
+    from evaluator.metrics.spectral import band_errors
+
+    per = []
+    for rec in per_seed:
+        sp = _spectra_of(rec["metrics"])
+        if sp and "band_energy" in sp["samples"]:
+            per.append((rec["seed"], band_errors(sp["samples"], sp["data"])))
+    if not per:
+        return None
+    ratios = [e["log10_ratio"] for _, e in per]
+    mean = [sum(c) / len(c) for c in zip(*ratios)]
+    first = per[0][1]
+    return {"band_edges": first["band_edges"], "log10_ratio": mean,
+            "abs_error": [abs(v) for v in mean], "per_seed": [e["log10_ratio"] for _, e in per],
+            "seeds": [s for s, _ in per], "n": first["n"], "reference_n": first["reference_n"],
+            "unit": "log10(samples / data) of mean energy per image in the band"}
 
 
 def _spectra_of(metrics: list[dict]) -> dict | None:

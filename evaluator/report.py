@@ -117,6 +117,70 @@ def spectra_figure(runs: list[RunDir]):
     return fig
 
 
+def band_error_figure(runs: list[RunDir]):
+    """Signed per-band error, log10(samples / data) energy, one line per run x setting."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        for row in _band_rows(run):
+            be = row["band_error"]
+            fig.add_trace(go.Scatter(
+                x=_edge_labels(be["band_edges"]), y=be["log10_ratio"], mode="lines+markers",
+                name=f"{run.name} / {row['sampler']} {row['steps']}",
+                hovertext=f"N={be['n']} seeds={be['seeds']}"))
+    fig.add_hline(y=0, line_dash="dot")
+    fig.update_layout(title="Per-band error: log10(sample / data energy) per radial band "
+                      "(0 = right, >0 too much energy, <0 too little)",
+                      xaxis_title="radial band (cycles/pixel)", yaxis_title="log10 ratio",
+                      template="plotly_white")
+    return fig
+
+
+def convergence_figure(runs: list[RunDir], metric: str):
+    """``metric`` of the EMA snapshots against training step, one line per run."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in runs:
+        pts = [p for p in _convergence(run) if p.get(metric) is not None]
+        if pts:
+            fig.add_trace(go.Scatter(
+                x=[p["step"] for p in pts], y=[p[metric] for p in pts], mode="lines+markers",
+                name=f"{run.name} ({run.hash[:8]})",
+                hovertext=[f"{p['sampler']} {p['steps']} steps, N={p['n']}, seed {p['seed']}, "
+                           f"clip {p['clip']}" for p in pts]))
+    fig.update_layout(title=f"Convergence: {metric} of EMA snapshots vs training step "
+                      "(lower is better)", xaxis_title="training step", yaxis_title=metric,
+                      template="plotly_white")
+    return fig
+
+
+def _convergence(run: RunDir) -> list[dict]:
+    return (best_eval(run)[1] or {}).get("convergence") or []
+
+
+def convergence_table(runs: list[RunDir]) -> tuple[list[list[str]], str] | None:
+    """(one row per run x snapshot, the FD metric's name); None without convergence data."""
+    pts = [(run, p) for run in runs for p in _convergence(run)]
+    names = sorted({k for _, p in pts for k in p if k.startswith("FD-")})
+    if not pts or not names:
+        return None
+    metric = names[0]
+    rows = [["pipeline", "step", metric, "sampler", "steps", "N", "seed", "clip"]]
+    rows += [[run.name, str(p["step"]), _num(p.get(metric)), p["sampler"], str(p["steps"]),
+              str(p["n"]), str(p["seed"]), str(p["clip"])] for run, p in pts]
+    return rows, metric
+
+
+def _band_rows(run: RunDir) -> list[dict]:
+    return [r for r in (best_eval(run)[1] or {}).get("results", []) if r.get("band_error")]
+
+
+def _edge_labels(e: list[float]) -> list[str]:
+    return [f"{a:.3g}-{b:.3g}" for a, b in zip(e[:-1], e[1:])]
+
+
 def _band_labels(stats: dict) -> list[str]:
     e = stats.get("band_edges") or [i / (2 * len(stats["band_shares"]))
                                     for i in range(len(stats["band_shares"]) + 1)]
@@ -154,6 +218,32 @@ def results_table(runs: list[RunDir], metric: str | None = None) -> list[list[st
                      ",".join(map(str, r["seeds"])), *[fmt_metric(m.get(c)) for c in cols],
                      fmt_metric(r.get("ms_per_nfe"))])
     return rows
+
+
+def band_error_table(runs: list[RunDir]) -> list[list[str]] | None:
+    """One row per pipeline x sampler x steps: the signed log10 energy ratio in each band
+    and the band it gets most wrong; None when no run has per-band errors."""
+    rows = [r for run in runs for r in _band_rows(run)]
+    if not rows:
+        return None
+    labels = _edge_labels(rows[0]["band_error"]["band_edges"])
+    out = [["pipeline", "sampler", "steps", "N", "seeds", *labels, "worst band"]]
+    for r in rows:
+        be = r["band_error"]
+        worst = max(range(len(be["abs_error"])), key=lambda i: be["abs_error"][i])
+        cells = [f"{v:+.2f}" for v in be["log10_ratio"]]
+        if len(cells) != len(labels):  # another band count: shown but not aligned
+            cells = (cells + [""] * len(labels))[: len(labels)]
+        out.append([r["pipeline"], r["sampler"], str(r["steps"]), str(be["n"]),
+                    ",".join(map(str, be["seeds"])), *cells,
+                    f"{_edge_labels(be['band_edges'])[worst]} ({be['log10_ratio'][worst]:+.2f})"])
+    return out
+
+
+BAND_ERROR_NOTE = ("Per-band error: log10 of the samples' mean energy per image in each "
+                   "radial band over the data's (0 = matches; +1 = ten times too much energy, "
+                   "e.g. noise left in; -1 = ten times too little, e.g. over-smoothed). "
+                   "Band edges in cycles/pixel; per-image mean removed.")
 
 
 def unavailable_notes(runs: list[RunDir]) -> list[str]:
@@ -251,6 +341,14 @@ def _markdown(runs: list[RunDir], metric: str | None, out_dir: Path) -> str:
              *_stability_md(runs),
              "## Quality vs NFE", "", _md_table(results_table(runs, metric)), "",
              *[f"- {n}" for n in _settings(runs)], ""]
+    bands = band_error_table(runs)
+    if bands:
+        parts += ["## Per-band error", "", BAND_ERROR_NOTE, "", _md_table(bands), ""]
+    conv = convergence_table(runs)
+    if conv:
+        parts += ["## Convergence", "", f"{conv[1]} of the EMA snapshots kept along training "
+                  "(`evaluate.convergence`); chart in `report.html`.", "",
+                  _md_table(conv[0]), ""]
     notes = unavailable_notes(runs)
     if notes:
         parts += ["Metrics not computed:", ""] + [f"- {n}" for n in notes] + [""]
@@ -290,6 +388,12 @@ def _html(runs: list[RunDir], metric: str | None) -> str:
     if metric:
         figs.append(quality_figure(runs, metric))
     figs += [loss_figure(runs), spectra_figure(runs)]
+    bands = band_error_table(runs)
+    if bands:
+        figs.append(band_error_figure(runs))
+    conv = convergence_table(runs)
+    if conv:
+        figs.append(convergence_figure(runs, conv[1]))
     charts = "\n".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figs)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in unavailable_notes(runs))
     grids = "\n".join(_img_tag(run, png) for run in runs for png in _grids(run))
@@ -305,10 +409,18 @@ figure{{display:inline-block;margin:6px}} img{{image-rendering:pixelated;width:2
 <h2>Quality vs NFE</h2>{_html_table(results_table(runs, metric))}
 <ul>{"".join(f"<li>{html.escape(n)}</li>" for n in _settings(runs))}</ul>
 <ul>{notes}</ul>
+{_band_html(bands)}
+{f"<h2>Convergence</h2>{_html_table(conv[0])}" if conv else ""}
 <h2>Charts</h2>{charts}
 <h2>Samples</h2>{grids}
 </body></html>
 """
+
+
+def _band_html(rows: list[list[str]] | None) -> str:
+    if not rows:
+        return ""
+    return f"<h2>Per-band error</h2><p>{html.escape(BAND_ERROR_NOTE)}</p>{_html_table(rows)}"
 
 
 def _stability_html(runs: list[RunDir]) -> str:

@@ -207,8 +207,12 @@ class RunDir:
         return read_json(self.spec_json, kind=dict)
 
     def load_spec(self) -> Any:
-        """The stored resolved spec as a validated :class:`archspec.spec.Spec`."""
-        return load_spec(self.spec_yaml)
+        """The stored resolved spec as a validated :class:`archspec.spec.Spec` (its
+        ``train.init_from`` is not re-checked: the warm start already happened)."""
+        from evaluator.checks import reading_stored_run
+
+        with reading_stored_run():
+            return load_spec(self.spec_yaml)
 
     # ---- status / metrics / logs --------------------------------------------------
     def status(self) -> dict:

@@ -33,6 +33,7 @@ from torch import nn
 
 from evaluator.device import autocast, describe_device, resolve_device, seed_everything
 from evaluator.runs import RunDir, atomic_write, hash_spec
+from evaluator.snapshots import save_snapshot
 
 # Block families whose activations and gradients are watched for explosions.
 SPECTRAL_FAMILIES = frozenset({"complex", "dual", "spectral", "spectral_attention"})
@@ -345,6 +346,7 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
         from archspec import build_model
         model = build_model(spec)
     model = model.to(dev).train()
+    warm = _warm_start(model, cfg, run) if ckpt is None and cfg.init_from else None
     images = _load_images(spec, data)
     if step_loss is None:
         step_loss = _make_loss(spec, images, dev)
@@ -376,6 +378,7 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     bar = tqdm(total=cfg.steps, initial=st.step, disable=not progress, desc=spec.name,
                unit="step", leave=False)
     reason, status, session_records = None, "finished", []
+    conv = spec.evaluate.convergence
     try:
         while st.step < cfg.steps:
             rec = _one_step(model, opt, ema, step_loss, images, gen, dev, cfg, n_t, st, monitor)
@@ -390,6 +393,9 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
                 on_step(st.step, rec["loss"])
             if run is not None and (st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps):
                 _checkpoint(run, spec, model, opt, ema, gen, st, log)
+            if run is not None and conv is not None and (st.step % conv.every == 0
+                                                         or st.step == cfg.steps):
+                save_snapshot(run, hash_spec(spec), st.step, ema.state)
     except NonFinite as e:
         reason, status = str(e), "failed"
     except Cancelled as e:
@@ -407,6 +413,9 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
                "seconds": elapsed, "steps_per_second": done / elapsed if elapsed > 0 else None,
                "device": describe_device(dev), "params": n_params,
                "batch_size": cfg.batch_size, "seed": cfg.seed}
+    if cfg.init_from:
+        metrics["init_from"] = warm or (run.metrics().get("train", {}).get("init_from")
+                                        if run is not None else None)
     warnings_ = stability_warnings(run.losses() if run is not None else session_records)
     metrics["stability"] = {"factor": STABILITY_FACTOR, "window": STABILITY_WINDOW,
                             "warmup": STABILITY_WARMUP, "warnings": warnings_}
@@ -417,6 +426,21 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     if run is not None:
         _finish_run(run, status, reason, metrics)
     return TrainResult(status, st.step, metrics, model, ema.state, run, reason)
+
+
+def _warm_start(model: nn.Module, cfg: Any, run: RunDir | None) -> dict[str, Any]:
+    """``train.init_from``: copy the source run's matching tensors; log what was copied."""
+    from evaluator.snapshots import warm_start
+
+    info = warm_start(model, cfg.init_from)
+    if run is not None:
+        run.log(f"init_from {info['source']} ({info['source_hash']}): copied "
+                f"{len(info['copied'])} tensors: {', '.join(info['copied']) or '-'}")
+        run.log(f"init_from: kept the seeded init of {len(info['not_copied'])} tensors: "
+                + (", ".join(f"{n['name']} ({n['reason']})" for n in info["not_copied"])
+                   or "-"))
+        run.update_metrics("train", {**run.metrics().get("train", {}), "init_from": info})
+    return info
 
 
 def _one_step(model: nn.Module, opt: torch.optim.Optimizer, ema: EMA, step_loss: Callable,

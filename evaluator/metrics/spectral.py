@@ -22,6 +22,8 @@ radial spectrum to expose generator artefacts; the band KL is our summary of the
 - ``spectral-RAPS-dist``: mean over radial bins (DC excluded) of
   ``|log10 RAPS_samples - log10 RAPS_data|``, in decades; 0 for identical sets.
 - ``spectral-band-SKL``: symmetric KL divergence (nats) between band-energy shares.
+- Per-band error (:func:`band_errors`, stored with every evaluated sampler setting):
+  ``log10`` of the ratio of the samples' to the data's mean energy in each band.
 """
 from __future__ import annotations
 
@@ -105,14 +107,21 @@ def band_index(h: int, w: int, n_bands: int, device: torch.device | None = None)
     return fourier.band_index(h, w, n_bands, device=device)
 
 
+def band_energies(images: torch.Tensor, n_bands: int = 4, remove_mean: bool = True,
+                  ) -> torch.Tensor:
+    """(n_bands,) spectral energy in each radial band, mean per image (summed over
+    channels); the bands sum to the mean pixel energy (Parseval)."""
+    x = _as_images(images)
+    h, w = x.shape[-2:]
+    p = power_spectrum(x, remove_mean).mean(dim=0).sum(dim=0) * rfft_weights(h, w, x.device)
+    return torch.zeros(n_bands, dtype=torch.float64, device=p.device).index_add_(
+        0, band_index(h, w, n_bands, x.device).flatten(), p.flatten())
+
+
 def band_energy_shares(images: torch.Tensor, n_bands: int = 4, remove_mean: bool = True,
                        ) -> torch.Tensor:
     """(n_bands,) share of the total spectral energy of the set in each radial band."""
-    x = _as_images(images)
-    h, w = x.shape[-2:]
-    p = power_spectrum(x, remove_mean).sum(dim=(0, 1)) * rfft_weights(h, w, x.device)
-    energy = torch.zeros(n_bands, dtype=torch.float64, device=p.device).index_add_(
-        0, band_index(h, w, n_bands, x.device).flatten(), p.flatten())
+    energy = band_energies(images, n_bands, remove_mean)
     total = energy.sum()
     if total <= 0:
         raise ValueError("the images have no spectral energy (constant images?)")
@@ -201,9 +210,29 @@ def spectral_summary(images: torch.Tensor, n_bands: int = 8, hist_bins: int = 32
         "remove_mean": remove_mean,
         "raps": {"radius": radius.tolist(), "power": raps.tolist()},
         "band_shares": band_energy_shares(images, n_bands, remove_mean).tolist(),
+        "band_energy": band_energies(images, n_bands, remove_mean).tolist(),
         "band_edges": [0.5 * i / n_bands for i in range(n_bands + 1)],
         "histograms": spectrum_histograms(images, hist_bins, log_mag_range, remove_mean),
     }
+
+
+def band_errors(samples: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Per-band error of samples against data, from two :func:`spectral_summary` dicts.
+
+    ``log10_ratio[b] = log10(E_samples[b] / E_data[b])`` of the mean energy per image in
+    band b: 0 where the model matches the data, +1 for ten times too much energy (noise
+    left in), -1 for ten times too little (over-smoothed). ``abs_error`` is its magnitude;
+    ``share_error`` the difference of the energy shares (sums to 0 over bands).
+    """
+    es, ed = samples["band_energy"], data["band_energy"]
+    if len(es) != len(ed):
+        raise ValueError(f"band counts differ: {len(es)} and {len(ed)}")
+    ratio = [math.log10((a + _EPS) / (b + _EPS)) for a, b in zip(es, ed)]
+    return {"band_edges": list(data["band_edges"]), "log10_ratio": ratio,
+            "abs_error": [abs(r) for r in ratio],
+            "share_error": [a - b for a, b in zip(samples["band_shares"], data["band_shares"])],
+            "samples_energy": list(es), "data_energy": list(ed),
+            "n": samples["n"], "reference_n": data["n"]}
 
 
 def spectral_metrics(samples: torch.Tensor, data: torch.Tensor, n_bands: int = 8,

@@ -222,3 +222,23 @@ def test_evaluate_shows_one_bar_over_settings_including_the_ddpm_reference(evalu
     assert "ddpm 50 steps" in err  # the outer bar names the setting it is on
     assert "ddpm 50 steps, 1 batch(es)" in err and "/50 [" in err  # the reference's own bar
     assert run.eval_grid_file("tiny", "ddpm", 50).is_file()
+
+
+def test_every_evaluated_setting_records_its_per_band_error(evaluated):
+    from evaluator.evaluate import Budget, evaluate_run
+    from evaluator.metrics.spectral import band_errors
+
+    run = RunDir.open(evaluated[2][0]["run"])
+    for r in evaluated[2]:  # the fixture's full evaluation: two seeds per setting
+        be = r["band_error"]
+        assert be["seeds"] == [0, 1] and be["n"] == 32 and len(be["per_seed"]) == 2
+        assert len(be["log10_ratio"]) == len(be["band_edges"]) - 1
+        assert be["log10_ratio"] == pytest.approx([sum(c) / 2 for c in zip(*be["per_seed"])])
+    # spectra.json holds the latest evaluation's seed-0 statistics: evaluate once more
+    # (small, one seed) and check each stored error against them
+    out = evaluate_run(run, Budget("bands", num_samples=8, seeds=1), device="cpu")
+    spectra = read_json(run.spectra_file)
+    for r in out["results"]:
+        seed0 = band_errors(spectra[f"{r['sampler']}_{r['steps']}"], spectra["data"])
+        assert r["band_error"]["log10_ratio"] == pytest.approx(seed0["log10_ratio"])
+        assert r["band_error"]["n"] == 8

@@ -110,3 +110,25 @@ def test_report_shows_stability_warnings(tmp_path):
     for run in (hot,):
         run.update_metrics("train", {"steps": 20})
     assert "Stability warnings" not in report(tmp_path)[0].read_text()
+
+
+def test_report_shows_which_bands_each_model_gets_wrong(tmp_path):
+    run = fake_run(tmp_path, "spectral", 16, 20.0)
+    ev = run.metrics()["eval"]
+    ev["quick"]["results"][0]["band_error"] = {
+        "band_edges": [0, 0.25, 0.5], "log10_ratio": [0.05, -1.5], "abs_error": [0.05, 1.5],
+        "seeds": [0], "n": 16}
+    run.update_metrics("eval", ev)
+    md, page = report(tmp_path)
+    text = md.read_text()
+    assert "## Per-band error" in text
+    assert "| spectral | ddim | 5 | 16 | 0 | +0.05 | -1.50 | 0.25-0.5 (-1.50) |" in text
+    html_text = page.read_text()
+    assert "Per-band error: log10(sample \\u002f data energy)" in html_text  # plotly JSON
+    assert "<td>0.25-0.5 (-1.50)</td>" in html_text
+
+
+def test_report_without_band_errors_has_no_band_section(tmp_path):
+    fake_run(tmp_path, "spatial", 16, 40.0)
+    md, page = report(tmp_path)
+    assert "Per-band error" not in md.read_text() and "Per-band error" not in page.read_text()

@@ -140,3 +140,44 @@ def test_size_mismatch_and_bad_shapes_raise():
         sp.radial_power_spectrum(torch.zeros(8, 8))
     with pytest.raises(ValueError, match="no spectral energy"):
         sp.band_energy_shares(torch.ones(2, 1, 8, 8))
+
+
+# ---- per-band error (issue 8, item 3) ----------------------------------------------------
+def _numpy_band_energy(images: np.ndarray, n_bands: int) -> np.ndarray:
+    """Independent reference: full-plane numpy FFT, radius from numpy's own fftfreq, band
+    floor(r / 0.5 * n_bands) (corners into the last band), mean energy per image."""
+    x = images - images.mean(axis=(-2, -1), keepdims=True)
+    h, w = x.shape[-2:]
+    power = np.abs(np.fft.fft2(x)) ** 2 / (h * w)  # orthonormal scaling
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    band = np.minimum(np.floor(np.hypot(fy, fx) / 0.5 * n_bands + 1e-9), n_bands - 1)
+    per_image = power.sum(axis=1)  # (B, H, W) summed over channels
+    return np.array([per_image[:, band == b].sum(axis=1).mean() for b in range(n_bands)])
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 8, 8), (3, 2, 16, 12), (4, 1, 9, 7)])
+def test_band_energies_match_an_independent_numpy_computation(shape):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    ref = _numpy_band_energy(x.numpy(), 4)
+    # atol: after mean removal a band holding only DC has ~1e-32 of rounding energy
+    np.testing.assert_allclose(sp.band_energies(x, 4).numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_band_errors_on_a_known_synthetic_spectrum():
+    # data: one grating per band; samples: the same with the top band's grating scaled by
+    # 10 (amplitude -> energy x100, log10 ratio +2) and the lowest band's halved (-log10 4)
+    size, n_bands = 16, 4
+    radii = [(1, 0), (0, 3), (5, 0), (0, 7)]  # radius/size in band 0, 1, 2, 3
+    data = sum(_grating(size, ky, kx) for ky, kx in radii)
+    samples = (0.5 * _grating(size, *radii[0]) + _grating(size, *radii[1])
+               + _grating(size, *radii[2]) + 10 * _grating(size, *radii[3]))
+    err = sp.band_errors(sp.spectral_summary(samples, n_bands), sp.spectral_summary(data, n_bands))
+    np.testing.assert_allclose(err["log10_ratio"], [-math.log10(4), 0, 0, 2], atol=1e-9)
+    assert err["abs_error"][3] == pytest.approx(2) and err["band_edges"][-1] == 0.5
+    assert sum(err["share_error"]) == pytest.approx(0, abs=1e-12)
+
+
+def test_band_errors_refuse_different_band_counts(digits):
+    with pytest.raises(ValueError, match="band counts differ"):
+        sp.band_errors(sp.spectral_summary(digits[:8], 4), sp.spectral_summary(digits[:8], 8))
