@@ -26,7 +26,10 @@ exist only for the ``complex`` domain; in ``dual`` stages the unet runs them bet
 exact, parameter-free ``from_dual``/``to_dual`` adapters (``Stage.att_into``/``att_back``),
 so a dual spec can name the same attention block as its complex twin and the two models
 hold the same state dict but for the head. ``attention_params`` passes block-specific
-parameters (e.g. ``{modes: 2}`` for ``lowrank_spectral``) to every attention block.
+parameters (e.g. ``{modes: 2}`` for ``lowrank_spectral``) to every attention block;
+``stage_params`` does the same for every stage block (e.g. ``{norm: batch, act: modrelu}``
+for ``complex_resblock``), and ``decoder_params``, when given, replaces it in the decoder
+(a hybrid UNet's spatial decoder takes other options than its spectral encoder).
 """
 from __future__ import annotations
 
@@ -65,6 +68,12 @@ class UNetParams(BlockParams):
     attention_params: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="extra parameters for every attention block, "
         "e.g. {modes: 2} for lowrank_spectral or {bands: 4} for radial_band_attention")
+    stage_params: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="extra parameters for every encoder, middle and "
+        "decoder stage block, e.g. {norm: batch, act: modrelu} for complex_resblock")
+    decoder_params: dict[str, int | float | bool | str] | None = Field(
+        None, description="extra parameters for the decoder stage blocks instead of "
+        "stage_params (e.g. {} for a spatial resblock decoder); default: stage_params")
     out_channels: int | None = Field(None, gt=0, le=4096, description="default: input channels")
     head: str | None = Field(None, description="output head block taking the decoder domain "
                              "and giving real (spectral_head, dual_head); default: to pixels, "
@@ -267,11 +276,14 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
 
     common = {"groups": p.groups, "dropout": p.dropout}
 
+    dec_params = p.stage_params if p.decoder_params is None else p.decoder_params
+
     def stage(entry: BlockEntry, att: BlockEntry | None, domain: str, c_in_: int,
-              c_out: int, size: tuple[int, int], with_att: bool) -> Stage:
+              c_out: int, size: tuple[int, int], with_att: bool,
+              extra: dict[str, Any] = p.stage_params) -> Stage:
         use_emb = _takes_embed(entry)
         inputs = [spec_for(domain, c_in_, size)] + ([emb] if use_emb else [])
-        block = _build(entry, inputs, channels=c_out, width=size[1], **common)
+        block = _build(entry, inputs, extra, channels=c_out, width=size[1], **common)
         if not (with_att and att is not None):
             return Stage(block=block, attention=None, use_emb=use_emb)
         a_emb, a_dom = _takes_embed(att), att.domain_at(0)
@@ -306,7 +318,8 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
     for lvl in reversed(range(levels)):
         for _ in range(p.blocks_per_level):
             c_cat = c + skip_ch.pop()
-            up.append(stage(dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl], lvl in att_lvls))
+            up.append(stage(dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl], lvl in att_lvls,
+                            dec_params))
             c = widths[lvl]
         if lvl > 0:
             upsamplers.append(resampler(dec_d, 1, c, sizes[lvl]))
