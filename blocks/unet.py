@@ -120,10 +120,13 @@ def _build(entry: BlockEntry, inputs: list[TensorSpec], extra: dict[str, Any] | 
     kwargs = {k: v for k, v in candidates.items() if k in fields and v is not None}
     kwargs.update(extra or {})
     try:
-        return entry.builder(entry.params(**kwargs), inputs)
+        mod = entry.builder(entry.params(**kwargs), inputs)
     except Exception as e:  # name the block: the assembler only knows the unet node
         raise ValueError(f"unet: its inner {entry.name!r} block (on {_shapes(inputs)}): "
                          f"{_reason(entry.name, e)}") from e
+    # plain attributes (not in the state dict): let UNet.named_blocks report the family
+    mod.block_name, mod.block_family = entry.name, entry.family
+    return mod
 
 
 def _shapes(inputs: list[TensorSpec]) -> str:
@@ -218,6 +221,30 @@ class UNet(nn.Module):
             if i % n == n - 1 and i // n < len(self.upsamplers):
                 h = self.upsamplers[i // n](h)
         return self.head(self.to_real(h))  # (B, C_out, H, W) real
+
+    def named_blocks(self) -> list[tuple[str, nn.Module, str]]:
+        """(stage id, module, block family) of every registry block inside, in run order.
+
+        Ids follow :func:`archspec.graph.unet_stages` (``enc0.1``, ``down0``, ``mid1``,
+        ``dec1.0``, ``up1``, ``head``); a stage's attention block gets ``.att``. Stability
+        monitoring hooks the spectral ones.
+        """
+        n, levels = self.blocks_per_level, len(self.downsamplers) + 1
+        ids = [f"enc{i // n}.{i % n}" for i in range(len(self.down))]
+        ids += [f"mid{i}" for i in range(len(self.mid))]
+        ids += [f"dec{levels - 1 - i // n}.{i % n}" for i in range(len(self.up))]
+        out = []
+        for sid, stage in zip(ids, [*self.down, *self.mid, *self.up]):
+            out.append((sid, stage.block, getattr(stage.block, "block_family", "")))
+            if stage.attention is not None:
+                out.append((f"{sid}.att", stage.attention,
+                            getattr(stage.attention, "block_family", "")))
+        for lvl, m in enumerate(self.downsamplers):
+            out.append((f"down{lvl}", m, getattr(m, "block_family", "")))
+        for j, m in enumerate(self.upsamplers):
+            out.append((f"up{levels - 1 - j}", m, getattr(m, "block_family", "")))
+        out.append(("head", self.head, getattr(self.head, "block_family", "")))
+        return out
 
 
 def _attention(name: str | None, domain: str, where: str) -> BlockEntry | None:
