@@ -26,7 +26,10 @@ exist only for the ``complex`` domain; in ``dual`` stages the unet runs them bet
 exact, parameter-free ``from_dual``/``to_dual`` adapters (``Stage.att_into``/``att_back``),
 so a dual spec can name the same attention block as its complex twin and the two models
 hold the same state dict but for the head. ``attention_params`` passes block-specific
-parameters (e.g. ``{modes: 2}`` for ``lowrank_spectral``) to every attention block.
+parameters (e.g. ``{modes: 2}`` for ``lowrank_spectral``) to every attention block;
+``stage_params`` does the same for every stage block (e.g. ``{norm: batch, act: modrelu}``
+for ``complex_resblock``), and ``decoder_params``, when given, replaces it in the decoder
+(a hybrid UNet's spatial decoder takes other options than its spectral encoder).
 """
 from __future__ import annotations
 
@@ -65,6 +68,12 @@ class UNetParams(BlockParams):
     attention_params: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="extra parameters for every attention block, "
         "e.g. {modes: 2} for lowrank_spectral or {bands: 4} for radial_band_attention")
+    stage_params: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="extra parameters for every encoder, middle and "
+        "decoder stage block, e.g. {norm: batch, act: modrelu} for complex_resblock")
+    decoder_params: dict[str, int | float | bool | str] | None = Field(
+        None, description="extra parameters for the decoder stage blocks instead of "
+        "stage_params (e.g. {} for a spatial resblock decoder); default: stage_params")
     out_channels: int | None = Field(None, gt=0, le=4096, description="default: input channels")
     head: str | None = Field(None, description="output head block taking the decoder domain "
                              "and giving real (spectral_head, dual_head); default: to pixels, "
@@ -111,10 +120,13 @@ def _build(entry: BlockEntry, inputs: list[TensorSpec], extra: dict[str, Any] | 
     kwargs = {k: v for k, v in candidates.items() if k in fields and v is not None}
     kwargs.update(extra or {})
     try:
-        return entry.builder(entry.params(**kwargs), inputs)
+        mod = entry.builder(entry.params(**kwargs), inputs)
     except Exception as e:  # name the block: the assembler only knows the unet node
         raise ValueError(f"unet: its inner {entry.name!r} block (on {_shapes(inputs)}): "
                          f"{_reason(entry.name, e)}") from e
+    # plain attributes (not in the state dict): let UNet.named_blocks report the family
+    mod.block_name, mod.block_family = entry.name, entry.family
+    return mod
 
 
 def _shapes(inputs: list[TensorSpec]) -> str:
@@ -210,6 +222,30 @@ class UNet(nn.Module):
                 h = self.upsamplers[i // n](h)
         return self.head(self.to_real(h))  # (B, C_out, H, W) real
 
+    def named_blocks(self) -> list[tuple[str, nn.Module, str]]:
+        """(stage id, module, block family) of every registry block inside, in run order.
+
+        Ids follow :func:`archspec.graph.unet_stages` (``enc0.1``, ``down0``, ``mid1``,
+        ``dec1.0``, ``up1``, ``head``); a stage's attention block gets ``.att``. Stability
+        monitoring hooks the spectral ones.
+        """
+        n, levels = self.blocks_per_level, len(self.downsamplers) + 1
+        ids = [f"enc{i // n}.{i % n}" for i in range(len(self.down))]
+        ids += [f"mid{i}" for i in range(len(self.mid))]
+        ids += [f"dec{levels - 1 - i // n}.{i % n}" for i in range(len(self.up))]
+        out = []
+        for sid, stage in zip(ids, [*self.down, *self.mid, *self.up]):
+            out.append((sid, stage.block, getattr(stage.block, "block_family", "")))
+            if stage.attention is not None:
+                out.append((f"{sid}.att", stage.attention,
+                            getattr(stage.attention, "block_family", "")))
+        for lvl, m in enumerate(self.downsamplers):
+            out.append((f"down{lvl}", m, getattr(m, "block_family", "")))
+        for j, m in enumerate(self.upsamplers):
+            out.append((f"up{levels - 1 - j}", m, getattr(m, "block_family", "")))
+        out.append(("head", self.head, getattr(self.head, "block_family", "")))
+        return out
+
 
 def _attention(name: str | None, domain: str, where: str) -> BlockEntry | None:
     """The attention entry for stages in ``domain``; complex and dual interchange exactly."""
@@ -267,11 +303,14 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
 
     common = {"groups": p.groups, "dropout": p.dropout}
 
+    dec_params = p.stage_params if p.decoder_params is None else p.decoder_params
+
     def stage(entry: BlockEntry, att: BlockEntry | None, domain: str, c_in_: int,
-              c_out: int, size: tuple[int, int], with_att: bool) -> Stage:
+              c_out: int, size: tuple[int, int], with_att: bool,
+              extra: dict[str, Any] = p.stage_params) -> Stage:
         use_emb = _takes_embed(entry)
         inputs = [spec_for(domain, c_in_, size)] + ([emb] if use_emb else [])
-        block = _build(entry, inputs, channels=c_out, width=size[1], **common)
+        block = _build(entry, inputs, extra, channels=c_out, width=size[1], **common)
         if not (with_att and att is not None):
             return Stage(block=block, attention=None, use_emb=use_emb)
         a_emb, a_dom = _takes_embed(att), att.domain_at(0)
@@ -306,7 +345,8 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
     for lvl in reversed(range(levels)):
         for _ in range(p.blocks_per_level):
             c_cat = c + skip_ch.pop()
-            up.append(stage(dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl], lvl in att_lvls))
+            up.append(stage(dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl], lvl in att_lvls,
+                            dec_params))
             c = widths[lvl]
         if lvl > 0:
             upsamplers.append(resampler(dec_d, 1, c, sizes[lvl]))

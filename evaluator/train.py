@@ -163,6 +163,9 @@ CHECKPOINT_KEYS = ("model", "ema", "optimizer", "step", "losses", "loss_pos", "r
 class SpectralMonitor:
     """Forward hooks on the spectral nodes of a graph model, active one step in N.
 
+    Composite nodes (``unet``) are looked into: each spectral block inside is watched under
+    ``<node>.<stage id>`` (e.g. ``eps.enc0.0``, ``eps.mid0.att``), see ``UNet.named_blocks``.
+
     Records the mean absolute activation of each node's output and, after backward, the
     gradient norm of its parameters. Models without ``node_modules``/``node_families``
     (plain modules) are not monitored.
@@ -174,7 +177,13 @@ class SpectralMonitor:
         self._act: dict[str, torch.Tensor] = {}
         mods = getattr(model, "node_modules", None) or {}
         fams = getattr(model, "node_families", None) or {}
-        self.nodes = {n: m for n, m in dict(mods).items() if fams.get(n) in SPECTRAL_FAMILIES}
+        self.nodes = {}
+        for n, m in dict(mods).items():
+            if fams.get(n) in SPECTRAL_FAMILIES:
+                self.nodes[n] = m
+            elif hasattr(m, "named_blocks"):  # a composite (unet): its spectral blocks
+                self.nodes.update({f"{n}.{sid}": sub for sid, sub, fam in m.named_blocks()
+                                   if fam in SPECTRAL_FAMILIES})
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.nodes.items()]
 
     def _hook(self, name: str) -> Callable:

@@ -218,3 +218,53 @@ def test_hybrid_converters() -> None:
 def test_real_attention_in_complex_stage_is_an_error() -> None:
     with pytest.raises(ValueError, match="encoder attention 'self_attention' takes 'real'"):
         _unet((1, 8, 8), channels=4, encoder="complex_resblock", decoder="resblock")
+
+
+def _resblocks(net: UNet, part: str) -> list[nn.Module]:
+    return [s.block for s in getattr(net, part)]
+
+
+def test_stage_params_reach_every_stage_block() -> None:
+    from blocks.complex import Cardioid, ComplexBatchNorm2d, ComplexGroupNorm, CReLU
+
+    plain = _unet((1, 8, 8), channels=8, encoder="complex_resblock", attention_levels=[],
+                  mid_attention=False)
+    for b in _resblocks(plain, "down") + _resblocks(plain, "mid") + _resblocks(plain, "up"):
+        assert isinstance(b.norm1, ComplexGroupNorm) and isinstance(b.act2, CReLU)
+    net = _unet((1, 8, 8), channels=8, encoder="complex_resblock", attention_levels=[],
+                mid_attention=False, stage_params={"norm": "batch", "act": "cardioid"})
+    blocks_ = _resblocks(net, "down") + _resblocks(net, "mid") + _resblocks(net, "up")
+    assert len(blocks_) == 6
+    for b in blocks_:
+        assert isinstance(b.norm1, ComplexBatchNorm2d) and isinstance(b.norm2, ComplexBatchNorm2d)
+        assert isinstance(b.act1, Cardioid) and isinstance(b.act2, Cardioid)
+    x, e = _inputs((1, 8, 8))
+    assert torch.isfinite(net(x, e)).all()
+
+
+def test_decoder_params_replace_stage_params_in_the_decoder() -> None:
+    from blocks.complex import ComplexBatchNorm2d
+    from blocks.spatial import ResBlock
+
+    net = _unet((1, 8, 8), channels=8, encoder="complex_resblock", decoder="resblock",
+                attention_levels=[], mid_attention=False, stage_params={"norm": "batch"},
+                decoder_params={"scale_shift": False})
+    assert all(isinstance(b.norm1, ComplexBatchNorm2d) for b in _resblocks(net, "down"))
+    assert all(isinstance(b, ResBlock) and not b.scale_shift for b in _resblocks(net, "up"))
+    # the spatial decoder would reject the complex block's option
+    with pytest.raises(ValueError, match="inner 'resblock' block.*norm: extra inputs"):
+        _unet((1, 8, 8), channels=8, encoder="complex_resblock", decoder="resblock",
+              attention_levels=[], mid_attention=False, stage_params={"norm": "batch"})
+
+
+def test_bad_stage_param_is_a_located_spec_error() -> None:
+    from archspec import SpecError, load_spec
+
+    with pytest.raises(SpecError) as info:
+        load_spec("examples/specs/spectral_unet_8.yaml",
+                  ["model.nodes.eps.stage_params={nrm: batch}"])
+    line = str(info.value)
+    assert "model.nodes.eps:" in line and "complex_resblock" in line and "nrm" in line
+    with pytest.raises(SpecError, match="model.nodes.eps.*act"):
+        load_spec("examples/specs/spectral_unet_8.yaml",
+                  ["model.nodes.eps.stage_params={act: relu}"])

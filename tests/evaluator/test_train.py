@@ -378,3 +378,36 @@ def test_training_records_and_logs_stability_warnings(tmp_path):
     calm = run_tiny(tmp_path / "calm", spec=make_spec(steps=120), model=SpectralToy(),
                     monitor_every=10)
     assert calm.run.metrics()["train"]["stability"]["warnings"] == []
+
+
+def test_spectral_blocks_inside_a_unet_are_monitored(tmp_path):
+    """Every example pipeline is one ``unet`` node: the monitor looks inside it, under the
+    stage ids of the graph view (archspec.graph.unet_stages, the independent reference)."""
+    from archspec.graph import unet_stages
+    from archspec import build_model, validated
+
+    spec = spec_from_dict({
+        "name": "tiny_spectral_unet", "image": {"channels": 1, "size": 8},
+        "model": {"nodes": {
+            "x": {"block": "input"}, "t": {"block": "timestep"},
+            "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
+            "eps": {"block": "unet", "in": ["x", "temb"], "channels": 4, "groups": 2,
+                    "channel_mult": [1, 2], "attention_levels": [1],
+                    "encoder": "complex_resblock", "attention": "radial_band_attention",
+                    "head": "spectral_head", "stage_params": {"norm": "batch"}}},
+            "output": "eps"},
+        "train": {"steps": 4, "batch_size": 8, "lr": 1e-3, "ema": 0.9, "seed": 0,
+                  "checkpoint_every": 4, "dataset": "synthetic8"}})
+    res = run_tiny(tmp_path, spec=spec, model=build_model(spec), monitor_every=2)
+    watched = [r for r in res.run.losses() if "spectral" in r]
+    assert [r["step"] for r in watched] == [2, 4]
+    stages, _ = unet_stages(validated(spec).params["eps"], (1, 8, 8))
+    inner = {f"eps.{s['id']}" for s in stages if s["id"] not in ("stem", "head")}
+    for r in watched:
+        names = set(r["spectral"])
+        assert {n for n in names if not n.endswith(".att")} == inner  # head is family "head"
+        assert {"eps.enc1.0.att", "eps.mid0.att", "eps.dec1.0.att"} <= names
+        for n in ("eps.enc0.0", "eps.mid1", "eps.dec0.0", "eps.mid0.att"):
+            s = r["spectral"][n]
+            assert s["act"] > 0 and math.isfinite(s["act"])
+            assert math.isfinite(s["grad_norm"]) and s["grad_norm"] > 0
