@@ -280,7 +280,7 @@ def test_independent_layers_report_together():
     assert errs[:2] == ["image.size: expected >= 2, got 1",
                         "train.stpes: unknown key (did you mean 'steps'?); allowed: dataset, "
                         "data_root, steps, batch_size, lr, weight_decay, ema, grad_clip, seed, "
-                        "checkpoint_every"]
+                        "checkpoint_every, init_from"]
     assert any(e.startswith("model.nodes.f.block: unknown block 'rfft3'") for e in errs)
 
 

@@ -57,7 +57,7 @@ def test_convergence_scores_every_snapshot_with_its_settings(converged):
     for p in curve:
         assert math.isfinite(p["FD-digits"]) and p["FD-digits"] >= 0
         assert (p["n"], p["seed"], p["sampler"], p["steps"]) == (24, 3, "ddim", 5)
-        assert p["clip"] == "dynamic" and p["settings"]["steps"] == 5
+        assert p["clip"] == "clip" and p["settings"]["steps"] == 5  # the spec default
     # different weights give different distances (not one number copied three times)
     assert len({p["FD-digits"] for p in curve}) == 3
 
