@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import tempfile
 import time
 from typing import Callable
@@ -39,16 +38,10 @@ def spec_text(n_nodes: int = 50) -> str:
 
 
 def medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms of each callable, run round-robin (one warm-up round)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(1e3 * (time.perf_counter() - t0))
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median ms of each callable, run round-robin after one warm-up round."""
+    from evaluator.profile import interleaved_median_ms
+
+    return interleaved_median_ms(fns, repeats, warmup=1)
 
 
 def startup_seconds(results: str, repeats: int) -> dict[str, float]:
