@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
 _MINI: dict[str, Any] = {
@@ -23,3 +25,25 @@ def mini_spec(**sections: dict[str, Any]) -> dict[str, Any]:
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
     return data
+
+
+def evaluate_in(root: Path, data: dict[str, Any]) -> tuple[Path, list[dict[str, Any]]]:
+    """Write ``data`` to ``root/mini.yaml`` and evaluate it (full budget, CPU) with a cache
+    of its own under ``root``; returns (spec file, rows)."""
+    import yaml
+
+    from evaluator.evaluate import evaluate
+
+    spec_file = root / "mini.yaml"
+    spec_file.write_text(yaml.safe_dump(data))
+    old = os.environ.get("ARCHSEARCH_CACHE")
+    os.environ["ARCHSEARCH_CACHE"] = str(root / "cache")
+    try:
+        rows = evaluate([spec_file], budget="full", out=root / "results", device="cpu",
+                        progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("ARCHSEARCH_CACHE")
+        else:
+            os.environ["ARCHSEARCH_CACHE"] = old
+    return spec_file, rows

@@ -5,16 +5,14 @@ import math
 
 import pytest
 import torch
-import yaml
 
 from archspec import spec_from_dict
 from archspec.errors import SpecError, UserError
-from evaluator.evaluate import evaluate
 from evaluator.report import report
 from evaluator.runs import RunDir
 from evaluator.snapshots import list_snapshots, load_snapshot
 from evaluator.train import load_checkpoint
-from tests.evaluator.helpers import mini_spec
+from tests.evaluator.helpers import evaluate_in, mini_spec
 
 CONV = {"every": 8, "sampler": "ddim", "steps": 5, "num_samples": 24, "seed": 3}
 
@@ -22,20 +20,8 @@ CONV = {"every": 8, "sampler": "ddim", "steps": 5, "num_samples": 24, "seed": 3}
 @pytest.fixture(scope="module")
 def converged(tmp_path_factory):
     root = tmp_path_factory.mktemp("conv")
-    spec_file = root / "mini.yaml"
     data = mini_spec(train={"steps": 20}, evaluate={"convergence": CONV, "seeds": [0]})
-    spec_file.write_text(yaml.safe_dump(data))
-    import os
-    old = os.environ.get("ARCHSEARCH_CACHE")
-    os.environ["ARCHSEARCH_CACHE"] = str(root / "cache")
-    try:
-        rows = evaluate([spec_file], budget="full", out=root / "results", device="cpu",
-                        progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("ARCHSEARCH_CACHE")
-        else:
-            os.environ["ARCHSEARCH_CACHE"] = old
+    _, rows = evaluate_in(root, data)
     return root, RunDir.open(rows[0]["run"])
 
 

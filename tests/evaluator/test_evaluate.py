@@ -6,7 +6,6 @@ import math
 import statistics
 
 import pytest
-import yaml
 
 from archspec import spec_from_dict, spec_hash
 from archspec.errors import UserError
@@ -15,7 +14,7 @@ from evaluator.evaluate import (
     mean_ci, sampler_plan,
 )
 from evaluator.runs import RunDir, read_json
-from tests.evaluator.helpers import mini_spec
+from tests.evaluator.helpers import evaluate_in, mini_spec
 
 MINI = mini_spec()
 
@@ -77,19 +76,7 @@ def test_format_table_marks_failures_and_reference():
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    spec_file = root / "mini.yaml"
-    spec_file.write_text(yaml.safe_dump(MINI))
-    import os
-    old = os.environ.get("ARCHSEARCH_CACHE")
-    os.environ["ARCHSEARCH_CACHE"] = str(root / "cache")
-    try:
-        rows = evaluate([spec_file], budget="full", out=root / "results", device="cpu",
-                        progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("ARCHSEARCH_CACHE")
-        else:
-            os.environ["ARCHSEARCH_CACHE"] = old
+    spec_file, rows = evaluate_in(root, MINI)
     return root, spec_file, rows
 
 
