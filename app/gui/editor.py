@@ -2,6 +2,7 @@
 profile on request, load/save in the workspace, and a diff of two specs."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -14,14 +15,20 @@ from app.gui.common import Context, ui_errors
 
 PROFILE_BATCH, PROFILE_REPEATS = 16, 3
 DEBOUNCE_MS = 300
-# Browser-side delay before each validation; with trigger_mode="always_last" only the last
-# of the edits made meanwhile is validated (API calls are not delayed).
-_DEBOUNCE_JS = (f"(text, expand) => new Promise(done => setTimeout(() => done([text, expand]),"
-                f" {DEBOUNCE_MS}))")
+# Browser-side debounce. Every keystroke starts its own delayed call (Gradio runs the js
+# before it decides to defer), so each call resolves with the *latest* text, not its own:
+# the burst collapses to one text, which the cache below validates once. Validation runs
+# one at a time (concurrency_limit=1), so an older result can never land after a newer one.
+_DEBOUNCE_JS = f"""(text, expand) => {{
+  window.__archsearchSpec = [text, expand];
+  return new Promise(done => setTimeout(() => done(window.__archsearchSpec), {DEBOUNCE_MS}));
+}}"""
 
 
+@functools.lru_cache(maxsize=8)
 def validate_text(text: str, expand: bool = False) -> tuple[str, list[dict], Any]:
-    """(status markdown, problems, graph figure) of the editor's text."""
+    """(status markdown, problems, graph figure) of the editor's text (cached: a burst of
+    edits resolves to the same text several times)."""
     from archspec.graph import spec_graph
     from archspec.locate import check_text, format_problems
 
@@ -80,7 +87,8 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
 
     @ui_errors
     def do_validate(text, exp):
-        return validate_text(text, bool(exp))
+        md, problems, fig = validate_text(text or "", bool(exp))
+        return md, list(problems), fig
 
     @ui_errors
     def do_profile(text, progress=gr.Progress()):
@@ -127,9 +135,10 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
         demo.load(do_validate, [code, expand], [status, problems, graph], api_name=False)
     load.click(do_load, pick, code, api_name="load_spec")
     code.change(do_validate, [code, expand], [status, problems, graph], api_name="validate",
-                trigger_mode="always_last", show_progress="hidden", js=_DEBOUNCE_JS)
+                trigger_mode="always_last", show_progress="hidden", js=_DEBOUNCE_JS,
+                concurrency_id="validate", concurrency_limit=1)
     expand.change(do_validate, [code, expand], [status, problems, graph],
-                  api_name="graph", show_progress="hidden")
+                  api_name="graph", show_progress="hidden", concurrency_id="validate")
     prof_btn.click(do_profile, code, prof, api_name="profile", concurrency_id="profile",
                    concurrency_limit=1)
     save.click(do_save, [code, name], [saved, pick], api_name="save")
