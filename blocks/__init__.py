@@ -23,6 +23,7 @@ from blocks import dual  # noqa: F401,E402
 from blocks import spectral  # noqa: F401,E402
 from blocks import attention  # noqa: F401,E402
 from blocks import heads  # noqa: F401,E402
+from blocks import resample  # noqa: F401,E402
 from blocks.plugins import PluginError, load_plugins  # noqa: E402
 
 # Third-party blocks (entry point ``archsearch.blocks``) join on the registry's first use.

@@ -84,7 +84,7 @@ class ResBlockParams(BlockParams):
     groups: int = Field(8, gt=0, le=1024, description="capped to a divisor of the channels")
     dropout: float = Field(0.0, ge=0, lt=1)
     kernel_size: int = Field(3, ge=1, le=15)
-    norm: Literal["group", "batch"] = "group"
+    norm: Literal["group", "batch", "none"] = "group"
     act: Literal["crelu", "modrelu", "zrelu", "cardioid"] = "crelu"
     mode: ConvMode = DEFAULT_MODE
 
@@ -395,6 +395,8 @@ class ComplexResBlock(nn.Module):
                      if in_channels != channels else nn.Identity())
 
     def _norm(self, norm: str, c: int, groups: int) -> nn.Module:
+        if norm == "none":
+            return nn.Identity()
         if norm == "group":
             return self.norm_cls["group"](num_channels=c, groups=math.gcd(groups, c))
         return self.norm_cls["batch"](num_channels=c)

@@ -355,12 +355,14 @@ GRAD_CASES = {
     "complex_resblock[batch,modrelu]": ("complex_resblock",
                                         {"channels": 2, "norm": "batch", "act": "modrelu"}),
     "spectral_down": ("spectral_down", {}), "spectral_up": ("spectral_up", {}),
+    "complex_conv_down": ("complex_conv_down", {}), "complex_conv_up": ("complex_conv_up", {}),
 }
 
 
 def test_every_complex_block_has_a_gradcheck_case_and_example():
     names = {n for n, _ in GRAD_CASES.values()}
-    assert names == set(bc.NAMES.values()) == set(EXAMPLES)
+    assert names == set(EXAMPLES)
+    assert set(bc.NAMES.values()) <= names  # the blocks with dual twins
 
 
 MODE_DEPENDENT = ("complex_batch_norm", "complex_dropout", "complex_resblock")
