@@ -45,11 +45,18 @@ def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[t
     decoder stage id) pairs, in the order the decoder pops them.
     """
     import blocks
-    from blocks.unet import _stage_domain
+    from blocks.unet import RESAMPLE, _decoder, _stage_domain
 
     c_in, h, w = image
-    enc = _stage_domain(blocks.get(p.encoder))
-    dec = _stage_domain(blocks.get(p.decoder or p.encoder))
+    e, d = p.encoder, _decoder(p)
+    enc, dec = _stage_domain(blocks.get(e.block)), _stage_domain(blocks.get(d.block))
+
+    def label(half: Any, with_att: bool) -> str:
+        return half.block + (f" + {half.attention.block}" if with_att and half.attention
+                             else "")
+
+    down = e.resample.block if e.resample else RESAMPLE[enc][0]
+    up = d.resample.block if d.resample else RESAMPLE[dec][1]
     widths = [p.channels * m for m in p.channel_mult]
     levels = len(widths)
     stages: list[dict] = [{"id": "stem", "label": f"to {enc}", "domain": enc,
@@ -59,32 +66,31 @@ def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[t
         size = (h // 2 ** lvl, w // 2 ** lvl)
         for i in range(p.blocks_per_level):
             sid = f"enc{lvl}.{i}"
-            att = " + attention" if lvl in p.attention_levels else ""
-            stages.append({"id": sid, "label": f"{p.encoder}{att}", "domain": enc,
+            stages.append({"id": sid, "label": label(e, lvl in p.attention_levels),
+                           "domain": enc,
                            "shape": (widths[lvl], *size), "depth": lvl})
             skips.append(sid)
         if lvl < levels - 1:
-            stages.append({"id": f"down{lvl}", "label": "downsample", "domain": enc,
+            stages.append({"id": f"down{lvl}", "label": down, "domain": enc,
                            "shape": (widths[lvl], size[0] // 2, size[1] // 2),
                            "depth": lvl + 0.5})
     bottom = (h // 2 ** (levels - 1), w // 2 ** (levels - 1))
     for i in range(2):
-        att = " + attention" if i == 0 and p.mid_attention else ""
-        stages.append({"id": f"mid{i}", "label": f"{p.encoder}{att}", "domain": enc,
+        stages.append({"id": f"mid{i}", "label": label(e, i == 0 and p.mid_attention),
+                       "domain": enc,
                        "shape": (widths[-1], *bottom), "depth": levels})
     for lvl in reversed(range(levels)):
         size = (h // 2 ** lvl, w // 2 ** lvl)
         for i in range(p.blocks_per_level):
             sid = f"dec{lvl}.{i}"
-            att = " + attention" if lvl in p.attention_levels else ""
-            stages.append({"id": sid, "label": f"{p.decoder or p.encoder}{att}",
+            stages.append({"id": sid, "label": label(d, lvl in p.attention_levels),
                            "domain": dec, "shape": (widths[lvl], *size), "depth": lvl})
             pairs.append((skips.pop(), sid))
         if lvl > 0:
-            stages.append({"id": f"up{lvl}", "label": "upsample", "domain": dec,
+            stages.append({"id": f"up{lvl}", "label": up, "domain": dec,
                            "shape": (widths[lvl], size[0] * 2, size[1] * 2),
                            "depth": lvl - 0.5})
-    stages.append({"id": "head", "label": p.head or "GroupNorm-SiLU-conv", "domain": "real",
+    stages.append({"id": "head", "label": p.head.block if p.head else "GroupNorm-SiLU-conv", "domain": "real",
                    "shape": (p.out_channels or c_in, h, w), "depth": 0})
     return stages, pairs
 

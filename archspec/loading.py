@@ -303,13 +303,57 @@ def _v0_to_v1(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def _v1_to_v2(d: dict[str, Any]) -> dict[str, Any]:
+    """v1's ``unet`` routed its parts with per-role flags (``attention``,
+    ``encoder_attention``, ``decoder_attention``, ``attention_params``, ``stage_params``,
+    ``decoder_params``, ``head_params``); v2 describes each half as a stage
+    ``{block, params, attention: {block, params}, resample}`` and the head as
+    ``{block, params}``. The rewrite keeps the model: same blocks, same parameters."""
+    d = dict(d)
+    model = d.get("model")
+    nodes = model.get("nodes") if isinstance(model, dict) else None
+    if not isinstance(nodes, dict):
+        return d
+    d["model"] = dict(model, nodes={nid: _unet_v1_to_v2(nid, n) for nid, n in nodes.items()})
+    return d
+
+
+def _unet_v1_to_v2(nid: str, node: Any) -> Any:
+    if not isinstance(node, dict) or node.get("block") != "unet":
+        return node
+    n = dict(node)
+    att = n.pop("attention", "self_attention")
+    att_params = n.pop("attention_params", None)
+    enc_att, dec_att = n.pop("encoder_attention", None), n.pop("decoder_attention", None)
+    stage_params, dec_params = n.pop("stage_params", None), n.pop("decoder_params", None)
+    head_params = n.pop("head_params", None)
+
+    def half(block: Any, params: Any, attention: Any) -> dict[str, Any]:
+        a = {"block": attention} | ({"params": att_params} if att_params else {})
+        return {"block": block} | ({"params": params} if params else {}) | {"attention": a}
+
+    enc = half(n.get("encoder", "resblock"), stage_params, enc_att or att)
+    dec = half(n.get("decoder") or enc["block"],
+               stage_params if dec_params is None else dec_params, dec_att or att)
+    n["encoder"] = enc
+    n["decoder"] = None if dec == enc else dec
+    n.setdefault("mid_attention", True)  # v1's default
+    if n.get("head") is not None:
+        n["head"] = {"block": n["head"]} | ({"params": head_params} if head_params else {})
+    elif head_params:
+        raise SpecError([Problem(f"model.nodes.{short_id(nid)}.head_params",
+                                 "needs a head block (head: spectral_head, ...)")])
+    return n
+
+
 def _kind(v: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false",
             type(None): "nothing"}.get(type(v), "a number")
 
 
 # spec_version N -> N+1. Each function takes and returns plain data.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _v0_to_v1}
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _v0_to_v1,
+                                                                  1: _v1_to_v2}
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:

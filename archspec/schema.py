@@ -40,5 +40,11 @@ def build_schema() -> dict[str, Any]:
     defs = schema.setdefault("$defs", {})
     for v in variants:  # hoist nested $defs so $refs resolve from the root
         defs.update(v.pop("$defs", {}))
+    for name in ("Part", "StagePart"):  # unet stage descriptions: a bare name, or a mapping
+        if name in defs:
+            obj = defs[name]
+            obj["properties"] = {k: {"anyOf": [v, _VAR_REF]}
+                                 for k, v in obj.get("properties", {}).items()}
+            defs[name] = {"anyOf": [{"type": "string", "description": "a block name"}, obj]}
     defs["ModelSpec"]["properties"]["nodes"]["additionalProperties"] = {"anyOf": variants}
     return schema

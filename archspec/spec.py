@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from archspec.choices import CLIP_POLICIES, PREDICTIONS
 from blocks.core import FiniteFloat
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 MAX_NODES = 1000        # a U-Net is ~100 nodes; the bound keeps validation time bounded
 MAX_ID = 64             # node id length; ids name modules and appear in every message
 

@@ -19,17 +19,26 @@ Structure, for L levels of widths ``channels * channel_mult[l]``::
       convert(dec -> real) -> GroupNorm - SiLU - conv3x3 (zero init) -> out_channels
       (or, with ``head``, e.g. ``spectral_head``: decoder domain -> head block -> real)
 
-A fully frequency-native UNet keeps its output in the spectrum with ``head: spectral_head``
-(``dual_head`` for the dual ablation): the decoder output is projected to the image channels
-and inverted by the head's own Hermitian projection and ``irfft2``. Spectral attention blocks
-exist only for the ``complex`` domain; in ``dual`` stages the unet runs them between the
-exact, parameter-free ``from_dual``/``to_dual`` adapters (``Stage.att_into``/``att_back``),
-so a dual spec can name the same attention block as its complex twin and the two models
-hold the same state dict but for the head. ``attention_params`` passes block-specific
-parameters (e.g. ``{modes: 2}`` for ``lowrank_spectral``) to every attention block;
-``stage_params`` does the same for every stage block (e.g. ``{norm: batch, act: modrelu}``
-for ``complex_resblock``), and ``decoder_params``, when given, replaces it in the decoder
-(a hybrid UNet's spatial decoder takes other options than its spectral encoder).
+Each half is a *stage description* made of registered block names and their parameters,
+not a set of per-role flags (spec_version 2; v1's flags are rewritten by the upgrade chain)::
+
+    encoder: {block: complex_resblock, params: {norm: batch, act: modrelu},
+              attention: {block: lowrank_spectral, params: {modes: 2}},
+              resample: complex_conv_down}          # default: the domain's own downsampler
+    decoder: {block: resblock, attention: self_attention}   # default: the encoder's again
+    head:    {block: spectral_head, params: {zero_init: true}}
+
+A bare name is short for ``{block: NAME}``. The encoder's description also covers the
+middle; a decoder left out repeats the encoder's, with the upsampler that pairs with its
+downsampler. ``attention_levels`` and ``mid_attention`` place the attention a half
+declares (asking for attention from a half without one is an error). A fully
+frequency-native UNet keeps its output in the spectrum with a ``head`` such as
+``spectral_head`` (``dual_head`` for the dual ablation): the decoder output is projected
+to the image channels and inverted by the head's own Hermitian projection and ``irfft2``.
+Spectral attention blocks exist only for the ``complex`` domain; in ``dual`` stages the
+unet runs them between the exact, parameter-free ``from_dual``/``to_dual`` adapters
+(``Stage.att_into``/``att_back``), so a dual spec can name the same attention block as its
+complex twin and the two models hold the same state dict but for the head.
 """
 from __future__ import annotations
 
@@ -50,6 +59,38 @@ RESAMPLE: dict[str, tuple[str, str]] = {
     "complex": ("spectral_down", "spectral_up"),
     "dual": ("dual_down", "dual_up"),
 }
+# The upsampler a decoder that repeats the encoder gets for the encoder's downsampler.
+UP_OF: dict[str, str] = {d: u for d, u in RESAMPLE.values()} | {
+    "complex_conv_down": "complex_conv_up"}
+
+
+Params = dict[str, int | float | bool | str]
+# spec_version 1 fields (the upgrade chain rewrites them into stage descriptions)
+V1_FIELDS = ("attention", "encoder_attention", "decoder_attention", "attention_params",
+             "stage_params", "decoder_params", "head_params")
+
+
+class Part(BlockParams):
+    """A registered block and its parameters; a bare name is short for ``{block: NAME}``."""
+
+    block: str = Field(min_length=1, description="registered block name")
+    params: Params = Field(default_factory=dict, description="the block's parameters "
+                           "(the unet fills in channels, groups, widths it knows)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, v: Any) -> Any:
+        return {"block": v} if isinstance(v, str) else v
+
+
+class StagePart(Part):
+    """One half of the UNet: its stage block, the attention its stages get where the unet
+    places attention, and its resampler (the encoder's downsampler or the decoder's
+    upsampler; default: the stage domain's own, e.g. spectral pooling for complex)."""
+
+    attention: Part | None = Field(None, description="attention block, e.g. self_attention")
+    resample: Part | None = Field(None, description="encoder: downsampler, decoder: "
+                                  "upsampler (e.g. complex_conv_down / complex_conv_up)")
 
 
 class UNetParams(BlockParams):
@@ -59,30 +100,27 @@ class UNetParams(BlockParams):
     blocks_per_level: int = Field(1, ge=1, le=8)
     attention_levels: list[int] = Field(default_factory=list,
                                         description="levels whose stage blocks get attention")
-    mid_attention: bool = True
-    encoder: str = Field("resblock", description="stage block of the encoder (and middle)")
-    decoder: str | None = Field(None, description="stage block of the decoder; default encoder")
-    attention: str = "self_attention"
-    encoder_attention: str | None = Field(None, description="default: attention")
-    decoder_attention: str | None = Field(None, description="default: attention")
-    attention_params: dict[str, int | float | bool | str] = Field(
-        default_factory=dict, description="extra parameters for every attention block, "
-        "e.g. {modes: 2} for lowrank_spectral or {bands: 4} for radial_band_attention")
-    stage_params: dict[str, int | float | bool | str] = Field(
-        default_factory=dict, description="extra parameters for every encoder, middle and "
-        "decoder stage block, e.g. {norm: batch, act: modrelu} for complex_resblock")
-    decoder_params: dict[str, int | float | bool | str] | None = Field(
-        None, description="extra parameters for the decoder stage blocks instead of "
-        "stage_params (e.g. {} for a spatial resblock decoder); default: stage_params")
+    mid_attention: bool = Field(False, description="attention in the first middle stage")
+    encoder: StagePart = Field(default_factory=lambda: StagePart(block="resblock"),
+                               description="encoder (and middle) stages")
+    decoder: StagePart | None = Field(None, description="decoder stages; default: encoder "
+                                      "(then with the domain's upsampler)")
+    head: Part | None = Field(None, description="output head taking the decoder domain and "
+                              "giving real (spectral_head, dual_head); default: to pixels, "
+                              "then GroupNorm - SiLU - conv3x3 (zero init)")
     out_channels: int | None = Field(None, gt=0, le=4096, description="default: input channels")
-    head: str | None = Field(None, description="output head block taking the decoder domain "
-                             "and giving real (spectral_head, dual_head); default: to pixels, "
-                             "then GroupNorm - SiLU - conv3x3")
-    head_params: dict[str, int | float | bool | str] = Field(
-        default_factory=dict, description="extra parameters for the head block, e.g. "
-        "{norm: group, act: crelu, zero_init: true} for spectral_head")
     groups: int = Field(8, gt=0, le=1024)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1(cls, v: Any) -> Any:
+        old = [k for k in V1_FIELDS if isinstance(v, dict) and k in v]
+        if old:
+            raise ValueError(f"{', '.join(old)}: spec_version 1 field(s); set spec_version: 1 "
+                             "to have them upgraded, or describe the stages with encoder: "
+                             "{block, params, attention, resample} (see the README)")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> "UNetParams":
@@ -92,6 +130,14 @@ class UNetParams(BlockParams):
         if bad:
             raise ValueError(f"attention_levels {bad} out of range for "
                              f"{len(self.channel_mult)} levels (0..{len(self.channel_mult) - 1})")
+        where = [w for w, on in (("attention_levels", self.attention_levels),
+                                 ("mid_attention", self.mid_attention)) if on]
+        if where and self.encoder.attention is None:
+            raise ValueError(f"{' and '.join(where)} need encoder.attention (e.g. "
+                             "self_attention, radial_band_attention)")
+        if self.attention_levels and self.decoder is not None and \
+                self.decoder.attention is None:
+            raise ValueError("attention_levels need decoder.attention when a decoder is given")
         return self
 
 
@@ -247,16 +293,16 @@ class UNet(nn.Module):
         return out
 
 
-def _attention(name: str | None, domain: str, where: str) -> BlockEntry | None:
+def _attention(part: Part | None, domain: str, where: str) -> BlockEntry | None:
     """The attention entry for stages in ``domain``; complex and dual interchange exactly."""
-    if name is None:
+    if part is None:
         return None
-    entry = get_block(name)
+    entry = get_block(part.block)
     d = _stage_domain(entry)
     if d != domain and {d, domain} != {"complex", "dual"}:
         off = "mid_attention: false" if where == "encoder" else "attention_levels: []"
-        raise ValueError(f"unet: {where} attention {name!r} takes {d!r} but the {where} "
-                         f"stages work in {domain!r}; set {where}_attention to a {domain} "
+        raise ValueError(f"unet: {where} attention {part.block!r} takes {d!r} but the {where} "
+                         f"stages work in {domain!r}; set {where}.attention to a {domain} "
                          f"block, or {off}")
     return entry
 
@@ -265,19 +311,45 @@ def _head(p: UNetParams, domain: str, c: int, c_out: int, size: tuple[int, int]
           ) -> tuple[nn.Module, nn.Module]:
     """(to_real, head): the default pixel-space head, or the ``head`` block on ``domain``."""
     if p.head is None:
-        if p.head_params:
-            raise ValueError("unet: head_params needs a head block (head: spectral_head, ...)")
         return convert(domain, "real", size=size), nn.Sequential(
             group_norm(c, p.groups), nn.SiLU(), zero_(nn.Conv2d(c, c_out, 3, padding=1)))
-    entry = get_block(p.head)
+    entry = get_block(p.head.block)
     takes = entry.domain_at(0) if entry.takes else None
     if takes != domain or entry.output_domain([domain]) != "real":
-        raise ValueError(f"unet: head {p.head!r} must take the decoder domain {domain!r} and "
-                         f"give 'real', but takes {takes!r} and gives "
+        raise ValueError(f"unet: head {p.head.block!r} must take the decoder domain {domain!r} "
+                         f"and give 'real', but takes {takes!r} and gives "
                          f"{entry.output_domain([takes or domain])!r}")
-    head = _build(entry, [spec_for(domain, c, size)], p.head_params, out_channels=c_out,
+    head = _build(entry, [spec_for(domain, c, size)], p.head.params, out_channels=c_out,
                   size=size[1], groups=p.groups)
     return nn.Identity(), head
+
+
+def _decoder(p: UNetParams) -> StagePart:
+    """The decoder's description: as given, else the encoder's with the upsampler that
+    pairs with the encoder's downsampler."""
+    if p.decoder is not None:
+        return p.decoder
+    down = p.encoder.resample
+    if down is None:
+        return p.encoder
+    if down.block not in UP_OF:
+        raise ValueError(f"unet: no known upsampler pairs with encoder.resample "
+                         f"{down.block!r}; give the decoder (with its resample) explicitly")
+    return p.encoder.model_copy(update={"resample": Part(block=UP_OF[down.block],
+                                                          params=down.params)})
+
+
+def _resampler(part: Part | None, domain: str, which: int, c: int,
+               size: tuple[int, int]) -> nn.Module:
+    """The stage domain's down- (0) or upsampler (1): ``part``, or the domain's default."""
+    part = part or Part(block=RESAMPLE[domain][which])
+    entry = get_block(part.block)
+    role = ("encoder", "downsampler") if which == 0 else ("decoder", "upsampler")
+    if not entry.takes or entry.domain_at(0) != domain or \
+            entry.output_domain([domain]) != domain:
+        raise ValueError(f"unet: {role[0]}.resample {part.block!r} must take and give the "
+                         f"{role[0]} domain {domain!r}")
+    return _build(entry, [spec_for(domain, c, size)], part.params)
 
 
 def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
@@ -290,39 +362,33 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
     if height % f or width % f:
         raise ValueError(f"unet: image size {height}x{width} is not divisible by 2**(levels-1)"
                          f" = {f} for {levels} levels")
-    enc_e, dec_e = get_block(p.encoder), get_block(p.decoder or p.encoder)
+    enc, dec = p.encoder, _decoder(p)
+    enc_e, dec_e = get_block(enc.block), get_block(dec.block)
     enc_d, dec_d = _stage_domain(enc_e), _stage_domain(dec_e)
     for d in (enc_d, dec_d):
         if d != "real" and (height != width):
             raise ValueError(f"unet: {d} stages need a square image, got {height}x{width}")
     att_lvls = set(p.attention_levels)
     need_att = bool(att_lvls) or p.mid_attention
-    enc_a = _attention(p.encoder_attention or p.attention, enc_d, "encoder") if need_att else None
-    dec_a = (_attention(p.decoder_attention or p.attention, dec_d, "decoder")
-             if att_lvls else None)
+    enc_a = _attention(enc.attention, enc_d, "encoder") if need_att else None
+    dec_a = _attention(dec.attention, dec_d, "decoder") if att_lvls else None
 
     common = {"groups": p.groups, "dropout": p.dropout}
 
-    dec_params = p.stage_params if p.decoder_params is None else p.decoder_params
-
-    def stage(entry: BlockEntry, att: BlockEntry | None, domain: str, c_in_: int,
-              c_out: int, size: tuple[int, int], with_att: bool,
-              extra: dict[str, Any] = p.stage_params) -> Stage:
+    def stage(half: StagePart, entry: BlockEntry, att: BlockEntry | None, domain: str,
+              c_in_: int, c_out: int, size: tuple[int, int], with_att: bool) -> Stage:
         use_emb = _takes_embed(entry)
         inputs = [spec_for(domain, c_in_, size)] + ([emb] if use_emb else [])
-        block = _build(entry, inputs, extra, channels=c_out, width=size[1], **common)
+        block = _build(entry, inputs, half.params, channels=c_out, width=size[1], **common)
         if not (with_att and att is not None):
             return Stage(block=block, attention=None, use_emb=use_emb)
         a_emb, a_dom = _takes_embed(att), att.domain_at(0)
         a_in = [spec_for(a_dom, c_out, size)] + ([emb] if a_emb else [])
-        a = _build(att, a_in, p.attention_params, channels=c_out, groups=p.groups,
+        a = _build(att, a_in, half.attention.params, channels=c_out, groups=p.groups,
                    width=size[1])
         return Stage(block=block, attention=a, use_emb=use_emb, attention_emb=a_emb,
                      att_into=convert(domain, a_dom, size=size),
                      att_back=convert(a_dom, domain, size=size))
-
-    def resampler(domain: str, which: int, c: int, size: tuple[int, int]) -> nn.Module:
-        return _build(get_block(RESAMPLE[domain][which]), [spec_for(domain, c, size)])
 
     widths = [p.channels * m for m in p.channel_mult]
     sizes = [(height // 2 ** lvl, width // 2 ** lvl) for lvl in range(levels)]
@@ -330,26 +396,27 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
     c = c_in
     for lvl in range(levels):
         for _ in range(p.blocks_per_level):
-            down.append(stage(enc_e, enc_a, enc_d, c, widths[lvl], sizes[lvl], lvl in att_lvls))
+            down.append(stage(enc, enc_e, enc_a, enc_d, c, widths[lvl], sizes[lvl],
+                              lvl in att_lvls))
             c = widths[lvl]
             skip_conv.append(convert(enc_d, dec_d, size=sizes[lvl]))
             skip_ch.append(c)
         if lvl < levels - 1:
-            downsamplers.append(resampler(enc_d, 0, c, sizes[lvl]))
+            downsamplers.append(_resampler(enc.resample, enc_d, 0, c, sizes[lvl]))
 
     bottom = sizes[-1]
-    mid = nn.ModuleList([stage(enc_e, enc_a, enc_d, c, c, bottom, p.mid_attention),
-                         stage(enc_e, enc_a, enc_d, c, c, bottom, False)])
+    mid = nn.ModuleList([stage(enc, enc_e, enc_a, enc_d, c, c, bottom, p.mid_attention),
+                         stage(enc, enc_e, enc_a, enc_d, c, c, bottom, False)])
 
     up, upsamplers = nn.ModuleList(), nn.ModuleList()
     for lvl in reversed(range(levels)):
         for _ in range(p.blocks_per_level):
             c_cat = c + skip_ch.pop()
-            up.append(stage(dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl], lvl in att_lvls,
-                            dec_params))
+            up.append(stage(dec, dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl],
+                            lvl in att_lvls))
             c = widths[lvl]
         if lvl > 0:
-            upsamplers.append(resampler(dec_d, 1, c, sizes[lvl]))
+            upsamplers.append(_resampler(dec.resample, dec_d, 1, c, sizes[lvl]))
 
     to_real, head = _head(p, dec_d, c, p.out_channels or c_in, sizes[0])
     return UNet(enc_domain=enc_d, dec_domain=dec_d, stem=convert("real", enc_d, size=sizes[0]),
@@ -361,7 +428,8 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
 
 @register_block("unet", params=UNetParams, takes=("real", "embed"), gives="real",
                 family="composite",
-                example=({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1], "groups": 4},
+                example=({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1], "groups": 4,
+                          "encoder": {"block": "resblock", "attention": "self_attention"}},
              [TensorSpec("real", (1, 8, 8)), TensorSpec("embed", (16,))]))
 def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
     """UNet composite (DDPM/ADM layout) with registry-chosen, any-domain stage blocks."""
@@ -371,4 +439,4 @@ def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
 
 
 
-__all__ = ["RESAMPLE", "Stage", "UNet", "UNetParams", "build_unet"]
+__all__ = ["RESAMPLE", "Part", "Stage", "StagePart", "UNet", "UNetParams", "build_unet"]

@@ -22,7 +22,7 @@ def _script():
     return mod
 
 
-@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*_head.yaml")), ids=lambda p: p.stem)
 def test_ablation_specs_validate(path):
     assert load_spec(path).name == path.stem
 
@@ -30,7 +30,7 @@ def test_ablation_specs_validate(path):
 def test_head_ablation_pair_differs_only_in_the_head_options():
     bare, normed = (yaml.safe_load((ABLATIONS / f"spectral_unet_8_{k}_head.yaml").read_text())
                     for k in ("bare", "normed"))
-    hp = [d["model"]["nodes"]["eps"].pop("head_params") for d in (bare, normed)]
+    hp = [d["model"]["nodes"]["eps"]["head"].pop("params") for d in (bare, normed)]
     assert hp == [{"norm": "none", "act": "none", "zero_init": False},
                   {"norm": "group", "act": "crelu", "zero_init": True}]
     for d in (bare, normed):

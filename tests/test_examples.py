@@ -158,12 +158,14 @@ def test_variants_differ_from_spectral_unet_only_in_attention_and_width(size: in
             for key in ("name", "description"):
                 d.pop(key, None)
             d["vars"] = {k: v for k, v in d["vars"].items() if k not in ("width", "attention")}
-            d["model"]["nodes"]["eps"].pop("attention_params", None)
+            enc = d["model"]["nodes"]["eps"]["encoder"]
+            if isinstance(enc["attention"], dict):  # attention with its params (lowrank)
+                enc["attention"] = enc["attention"]["block"]
         assert variant == base, path.stem
 
 
 # --------------------------------------------------------------------------- unet options the
-# spectral examples rely on (head, attention_params, complex attention in dual stages)
+# spectral examples rely on (head, attention params, complex attention in dual stages)
 
 EMB = TensorSpec("embed", (16,))
 
@@ -174,8 +176,8 @@ def _unet(**params: Any) -> UNet:
 
 
 def test_unet_head_block_keeps_the_decoder_output_in_its_domain() -> None:
-    net = _unet(encoder="complex_resblock", attention_levels=[1],
-                attention="radial_band_attention", head="spectral_head")
+    net = _unet(encoder={"block": "complex_resblock", "attention": "radial_band_attention"},
+                attention_levels=[1], mid_attention=True, head="spectral_head")
     assert isinstance(net.to_real, torch.nn.Identity) and isinstance(net.head, SpectralHead)
     # irfft2 of a Hermitian spectrum: the head's output is what its input spectrum encodes
     z = torch.randn(2, 4, 8, 5, dtype=torch.complex64)
@@ -187,25 +189,29 @@ def test_unet_head_block_keeps_the_decoder_output_in_its_domain() -> None:
 def test_unet_head_must_take_the_decoder_domain() -> None:
     with pytest.raises(ValueError, match="head 'spectral_head' must take the decoder domain "
                                          "'real'"):
-        _unet(mid_attention=False, head="spectral_head")
+        _unet(head="spectral_head")
     with pytest.raises(ValueError, match="head 'rfft2' must take the decoder domain"):
-        _unet(mid_attention=False, head="rfft2")
+        _unet(head="rfft2")
+
+
+def _lowrank(**params: Any) -> dict[str, Any]:
+    return {"block": "complex_resblock",
+            "attention": {"block": "lowrank_spectral", "params": params}}
 
 
 def test_unet_attention_params_reach_every_attention_block() -> None:
-    net = _unet(encoder="complex_resblock", attention_levels=[1], attention="lowrank_spectral",
-                attention_params={"modes": 2, "rank": 3})
+    net = _unet(encoder=_lowrank(modes=2, rank=3), attention_levels=[1], mid_attention=True)
     mods = [m for m in net.modules() if isinstance(m, LowRankSpectral)]
     assert len(mods) == 3 and all(m.modes == 2 for m in mods)  # encoder, middle, decoder
     with pytest.raises(ValueError, match="modes=4 needs 2\\*modes <= H"):
-        _unet(encoder="complex_resblock", attention_levels=[1], attention="lowrank_spectral")
+        _unet(encoder=_lowrank(), attention_levels=[1], mid_attention=True)
     with pytest.raises(ValueError, match="extra"):
-        _unet(encoder="complex_resblock", attention="lowrank_spectral",
-              attention_params={"mode": 2})
+        _unet(encoder=_lowrank(mode=2), mid_attention=True)
 
 
 def test_unet_complex_attention_in_dual_stages_runs_between_exact_adapters() -> None:
-    net = _unet(encoder="dual_resblock", attention="global_filter", head="dual_head")
+    net = _unet(encoder={"block": "dual_resblock", "attention": "global_filter"},
+                mid_attention=True, head="dual_head")
     stage = net.mid[0]
     assert isinstance(stage.attention, GlobalFilter) and isinstance(stage.att_into, FromDual)
     x = torch.randn(2, 2 * 8, 4, 3)  # dual (2C, H, W') at the 4x4 bottom
@@ -216,4 +222,5 @@ def test_unet_complex_attention_in_dual_stages_runs_between_exact_adapters() -> 
         ref = to_dual(stage.attention(from_dual(h), e))
         torch.testing.assert_close(stage(x, e), ref)
     with pytest.raises(ValueError, match="encoder attention 'self_attention' takes 'real'"):
-        _unet(encoder="dual_resblock")
+        _unet(encoder={"block": "dual_resblock", "attention": "self_attention"},
+              mid_attention=True)

@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from archspec import SpecError, canonical, load_spec, spec_from_dict, spec_hash
+from archspec import SPEC_VERSION, SpecError, canonical, load_spec, spec_from_dict, spec_hash
 from archspec.loading import parse_text
 from tests.conftest import MINIMAL, SPECS
 
@@ -91,7 +91,7 @@ def test_upgrade_from_synthetic_v0():
                               "y": {"block": "irfft2", "inputs": ["f"]}},
                     "output": "y"}}
     new = spec_from_dict(v0)
-    assert new.spec_version == 1 and new.model.nodes["f"].in_ == ["x"]
+    assert new.spec_version == SPEC_VERSION and new.model.nodes["f"].in_ == ["x"]
     cur = spec_from_dict(parse_text(MINIMAL, "yaml"))
     assert canonical(new)["model"] == canonical(cur)["model"]
 
@@ -99,5 +99,88 @@ def test_upgrade_from_synthetic_v0():
 def test_newer_version_refused():
     data = parse_text(MINIMAL, "yaml")
     data["spec_version"] = 99
-    with pytest.raises(SpecError, match="spec_version: version 99 is newer than this toolkit's 1"):
+    with pytest.raises(SpecError, match=f"spec_version: version 99 is newer than this toolkit's {SPEC_VERSION}"):
+        spec_from_dict(data)
+
+
+# v1 bodies of two examples as they were committed before the unet became stage descriptions
+V1_HYBRID = """
+spec_version: 1
+name: hybrid_unet_8
+vars: {width: 26, encoder: complex_resblock, decoder: resblock,
+       encoder_attention: radial_band_attention, decoder_attention: self_attention}
+image: {channels: 1, size: 8}
+model:
+  nodes:
+    x:    {block: input}
+    t:    {block: timestep}
+    temb: {block: time_embedding, in: [t], dim: 128}
+    eps:  {block: unet, in: [x, temb], channels: "${vars.width}", channel_mult: [1, 2],
+           attention_levels: [1], encoder: "${vars.encoder}", decoder: "${vars.decoder}",
+           encoder_attention: "${vars.encoder_attention}",
+           decoder_attention: "${vars.decoder_attention}"}
+  output: eps
+"""
+V1_LOWRANK = """
+spec_version: 1
+name: spectral_lowrank_8
+image: {channels: 1, size: 8}
+model:
+  nodes:
+    x:    {block: input}
+    t:    {block: timestep}
+    temb: {block: time_embedding, in: [t], dim: 128}
+    eps:  {block: unet, in: [x, temb], channels: 24, channel_mult: [1, 2],
+           attention_levels: [1], encoder: complex_resblock, attention: lowrank_spectral,
+           attention_params: {modes: 2}, head: spectral_head, head_params: {zero_init: true},
+           stage_params: {norm: batch}}
+  output: eps
+"""
+
+
+@pytest.mark.parametrize("text,expect", [
+    (V1_HYBRID, {"mid_attention": True, "decoder": {
+        "block": "resblock", "params": {}, "resample": None,
+        "attention": {"block": "self_attention", "params": {}}}}),
+    (V1_LOWRANK, {"mid_attention": True, "decoder": None,
+                  "head": {"block": "spectral_head", "params": {"zero_init": True}},
+                  "encoder": {"block": "complex_resblock", "params": {"norm": "batch"},
+                              "resample": None,
+                              "attention": {"block": "lowrank_spectral",
+                                            "params": {"modes": 2}}}}),
+])
+def test_v1_unet_flags_upgrade_to_stage_descriptions(text, expect):
+    new = spec_from_dict(parse_text(text, "yaml"))
+    eps = canonical(new)["model"]["nodes"]["eps"]
+    assert new.spec_version == 2 == SPEC_VERSION
+    assert {k: eps[k] for k in expect} == expect
+
+
+def test_v1_hybrid_example_is_the_v2_example():
+    """The committed v2 example and its v1 original: one architecture hash, bit-identical
+    weights (the v1 text here carries the model only)."""
+    import torch
+
+    from archspec import arch_hash, build_model, load_spec
+
+    old = spec_from_dict(parse_text(V1_HYBRID, "yaml"))
+    new = load_spec("examples/specs/hybrid_unet_8.yaml")
+    assert arch_hash(old) == arch_hash(new)
+    torch.manual_seed(0)
+    a = build_model(old).state_dict()
+    torch.manual_seed(0)
+    b = build_model(new).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_v1_head_params_without_a_head_is_located():
+    data = parse_text(V1_LOWRANK.replace("head: spectral_head, ", ""), "yaml")
+    with pytest.raises(SpecError, match="model.nodes.eps.head_params: needs a head block"):
+        spec_from_dict(data)
+
+
+def test_v1_fields_in_a_v2_spec_say_how_to_fix_them():
+    data = parse_text(V1_LOWRANK.replace("spec_version: 1", "spec_version: 2"), "yaml")
+    with pytest.raises(SpecError, match="attention, attention_params, stage_params, "
+                                        "head_params: spec_version 1 field"):
         spec_from_dict(data)

@@ -225,12 +225,12 @@ def test_unet_passes_head_params_to_its_head():
     x, emb = TS("real", (1, 8, 8)), TS("embed", (16,))
     base = {"channels": 8, "channel_mult": [1, 2], "encoder": "complex_resblock",
             "mid_attention": False, "head": "spectral_head"}
-    m = build("unet", {**base, "head_params": {"norm": "group", "zero_init": True}}, [x, emb])
+    head = {"block": "spectral_head", "params": {"norm": "group", "zero_init": True}}
+    m = build("unet", {**base, "head": head}, [x, emb])
     assert isinstance(m.head.pre[0], torch.nn.Module) and type(m.head.pre[0]).__name__ == (
         "ComplexGroupNorm")
     out = m(torch.randn(2, 1, 8, 8), torch.randn(2, 16))
     assert torch.equal(out, torch.zeros_like(out))
-    with pytest.raises(ValueError, match="head_params needs a head block"):
-        build("unet", {**base, "head": None, "head_params": {"norm": "group"}}, [x, emb])
     with pytest.raises(ValueError, match="norm"):
-        build("unet", {**base, "head_params": {"norm": "layer"}}, [x, emb])
+        build("unet", {**base, "head": {"block": "spectral_head", "params": {"norm": "layer"}}},
+              [x, emb])

@@ -20,6 +20,7 @@ EMB = TensorSpec("embed", (16,))
 
 def _unet(shape: tuple[int, int, int], **params) -> UNet:
     params.setdefault("groups", 4)
+    params.setdefault("encoder", {"block": "resblock", "attention": "self_attention"})
     return blocks.build("unet", params, [TensorSpec("real", shape), EMB])
 
 
@@ -75,7 +76,7 @@ def test_three_level_real_unet_on_32x32() -> None:
 
 def test_meta_device_matches_cpu() -> None:
     params = {"channels": 8, "channel_mult": [1, 2, 2], "attention_levels": [1], "groups": 4,
-              "out_channels": 2}
+              "out_channels": 2, "encoder": {"block": "resblock", "attention": "self_attention"}}
     specs = [TensorSpec("real", (3, 16, 16)), EMB]
     with torch.device("meta"):
         meta = blocks.build("unet", params, specs)(torch.empty(2, 3, 16, 16), torch.empty(2, 16))
@@ -109,7 +110,8 @@ def _expected_two_level(cin: int, c: int) -> int:
 
 @pytest.mark.parametrize("channels", [8, 16, 32])
 def test_param_count_matches_layout(channels: int) -> None:
-    net = _unet((3, 8, 8), channels=channels, channel_mult=[1, 2], attention_levels=[1])
+    net = _unet((3, 8, 8), channels=channels, channel_mult=[1, 2], attention_levels=[1],
+                mid_attention=True)
     assert _n_params(net) == _expected_two_level(3, channels)
 
 
@@ -171,7 +173,15 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="a UNet stage must take one of"):
         _unet((1, 8, 8), channels=8, encoder="time_embedding")
     with pytest.raises(ValueError, match="not divisible by heads"):
-        _unet((1, 8, 8), channels=6, channel_mult=[1], groups=2)
+        _unet((1, 8, 8), channels=6, channel_mult=[1], groups=2, mid_attention=True)
+    with pytest.raises(ValidationError, match="attention_levels and mid_attention need "
+                                              "encoder.attention"):
+        _unet((1, 8, 8), channels=8, encoder="resblock", attention_levels=[1],
+              mid_attention=True)
+    with pytest.raises(ValidationError, match="attention_levels need decoder.attention"):
+        _unet((1, 8, 8), channels=8, attention_levels=[1], decoder="resblock")
+    with pytest.raises(ValidationError, match="stage_params: spec_version 1 field"):
+        _unet((1, 8, 8), channels=8, stage_params={"norm": "batch"})
 
 
 def test_example_builds() -> None:
@@ -217,22 +227,24 @@ def test_hybrid_converters() -> None:
 
 def test_real_attention_in_complex_stage_is_an_error() -> None:
     with pytest.raises(ValueError, match="encoder attention 'self_attention' takes 'real'"):
-        _unet((1, 8, 8), channels=4, encoder="complex_resblock", decoder="resblock")
+        _unet((1, 8, 8), channels=4, decoder="resblock", mid_attention=True,
+              encoder={"block": "complex_resblock", "attention": "self_attention"})
 
 
 def _resblocks(net: UNet, part: str) -> list[nn.Module]:
     return [s.block for s in getattr(net, part)]
 
 
-def test_stage_params_reach_every_stage_block() -> None:
+def test_encoder_params_reach_every_stage_block() -> None:
     from blocks.complex import Cardioid, ComplexBatchNorm2d, ComplexGroupNorm, CReLU
 
     plain = _unet((1, 8, 8), channels=8, encoder="complex_resblock", attention_levels=[],
                   mid_attention=False)
     for b in _resblocks(plain, "down") + _resblocks(plain, "mid") + _resblocks(plain, "up"):
         assert isinstance(b.norm1, ComplexGroupNorm) and isinstance(b.act2, CReLU)
-    net = _unet((1, 8, 8), channels=8, encoder="complex_resblock", attention_levels=[],
-                mid_attention=False, stage_params={"norm": "batch", "act": "cardioid"})
+    net = _unet((1, 8, 8), channels=8, attention_levels=[], mid_attention=False,
+                encoder={"block": "complex_resblock",
+                         "params": {"norm": "batch", "act": "cardioid"}})
     blocks_ = _resblocks(net, "down") + _resblocks(net, "mid") + _resblocks(net, "up")
     assert len(blocks_) == 6
     for b in blocks_:
@@ -242,19 +254,19 @@ def test_stage_params_reach_every_stage_block() -> None:
     assert torch.isfinite(net(x, e)).all()
 
 
-def test_decoder_params_replace_stage_params_in_the_decoder() -> None:
+def test_a_decoder_description_has_its_own_params() -> None:
     from blocks.complex import ComplexBatchNorm2d
     from blocks.spatial import ResBlock
 
-    net = _unet((1, 8, 8), channels=8, encoder="complex_resblock", decoder="resblock",
-                attention_levels=[], mid_attention=False, stage_params={"norm": "batch"},
-                decoder_params={"scale_shift": False})
+    net = _unet((1, 8, 8), channels=8, attention_levels=[], mid_attention=False,
+                encoder={"block": "complex_resblock", "params": {"norm": "batch"}},
+                decoder={"block": "resblock", "params": {"scale_shift": False}})
     assert all(isinstance(b.norm1, ComplexBatchNorm2d) for b in _resblocks(net, "down"))
     assert all(isinstance(b, ResBlock) and not b.scale_shift for b in _resblocks(net, "up"))
-    # the spatial decoder would reject the complex block's option
+    # the spatial decoder rejects the complex block's option, naming the inner block
     with pytest.raises(ValueError, match="inner 'resblock' block.*norm: extra inputs"):
-        _unet((1, 8, 8), channels=8, encoder="complex_resblock", decoder="resblock",
-              attention_levels=[], mid_attention=False, stage_params={"norm": "batch"})
+        _unet((1, 8, 8), channels=8, encoder="complex_resblock", attention_levels=[],
+              mid_attention=False, decoder={"block": "resblock", "params": {"norm": "batch"}})
 
 
 def test_bad_stage_param_is_a_located_spec_error() -> None:
@@ -262,9 +274,48 @@ def test_bad_stage_param_is_a_located_spec_error() -> None:
 
     with pytest.raises(SpecError) as info:
         load_spec("examples/specs/spectral_unet_8.yaml",
-                  ["model.nodes.eps.stage_params={nrm: batch}"])
+                  ["model.nodes.eps.encoder.params={nrm: batch}"])
     line = str(info.value)
     assert "model.nodes.eps:" in line and "complex_resblock" in line and "nrm" in line
     with pytest.raises(SpecError, match="model.nodes.eps.*act"):
         load_spec("examples/specs/spectral_unet_8.yaml",
-                  ["model.nodes.eps.stage_params={act: relu}"])
+                  ["model.nodes.eps.encoder.params={act: relu}"])
+
+
+# --------------------------------------------------------------------------- resampling
+def test_encoder_resample_gets_its_paired_upsampler_in_a_repeated_decoder() -> None:
+    from blocks.resample import ComplexConvDown, ComplexConvUp
+    from blocks.spectral_pool import SpectralDown, SpectralUp
+
+    pooled = _unet((1, 8, 8), channels=4, encoder="complex_resblock", groups=2)
+    assert isinstance(pooled.downsamplers[0], SpectralDown)
+    assert isinstance(pooled.upsamplers[0], SpectralUp)
+    net = _unet((1, 8, 8), channels=4, groups=2,
+                encoder={"block": "complex_resblock", "resample": "complex_conv_down"})
+    assert isinstance(net.downsamplers[0], ComplexConvDown)
+    assert isinstance(net.upsamplers[0], ComplexConvUp)
+    assert _n_params(net) == _n_params(pooled) + 2 * 4 * 4 * 9 + 2 * 4 + 2 * 8 * 8 * 16 + 2 * 8
+    x, e = _inputs((1, 8, 8))
+    _randomize(net)
+    out = net(x, e)
+    assert out.shape == x.shape
+    out.pow(2).sum().backward()
+    _assert_all_grads(net, nonzero=True)
+
+
+def test_resample_errors() -> None:
+    with pytest.raises(ValueError, match="encoder.resample 'downsample' must take and give "
+                                         "the encoder domain 'complex'"):
+        _unet((1, 8, 8), channels=4, groups=2,
+              encoder={"block": "complex_resblock", "resample": "downsample"})
+    with pytest.raises(ValueError, match="no known upsampler pairs with encoder.resample "
+                                         "'complex_conv'"):
+        _unet((1, 8, 8), channels=4, groups=2,
+              encoder={"block": "complex_resblock", "resample": "complex_conv"})
+    # explicit on both sides: any matching pair
+    net = _unet((1, 8, 8), channels=4, groups=2,
+                encoder={"block": "complex_resblock", "resample": "complex_conv_down"},
+                decoder={"block": "complex_resblock", "resample": "spectral_up"})
+    from blocks.spectral_pool import SpectralUp
+
+    assert isinstance(net.upsamplers[0], SpectralUp)

@@ -393,8 +393,10 @@ def test_spectral_blocks_inside_a_unet_are_monitored(tmp_path):
             "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
             "eps": {"block": "unet", "in": ["x", "temb"], "channels": 4, "groups": 2,
                     "channel_mult": [1, 2], "attention_levels": [1],
-                    "encoder": "complex_resblock", "attention": "radial_band_attention",
-                    "head": "spectral_head", "stage_params": {"norm": "batch"}}},
+                    "mid_attention": True,
+                    "encoder": {"block": "complex_resblock", "params": {"norm": "batch"},
+                                "attention": "radial_band_attention"},
+                    "head": "spectral_head"}},
             "output": "eps"},
         "train": {"steps": 4, "batch_size": 8, "lr": 1e-3, "ema": 0.9, "seed": 0,
                   "checkpoint_every": 4, "dataset": "synthetic8"}})
