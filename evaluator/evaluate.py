@@ -54,6 +54,7 @@ class Budget:
     steps_per_sampler: int | None = None
     max_sampler_steps: int | None = None
     seeds: int | None = None
+    reference: bool = True  # add DDPM at the full T (the fair-comparison reference)
 
 
 BUDGETS = {
@@ -85,7 +86,8 @@ def apply_budget(spec: Any, budget: Budget) -> Any:
 
 
 def sampler_plan(spec: Any, budget: Budget) -> list[tuple[str, int]]:
-    """(sampler, steps) pairs to evaluate; the DDPM full-T reference is always last."""
+    """(sampler, steps) pairs to evaluate; the DDPM full-T reference comes last (a
+    screening budget may leave it out with ``reference=False``)."""
     plan: list[tuple[str, int]] = []
     for s in spec.evaluate.samplers:
         steps = sorted(set(s.steps))
@@ -95,7 +97,7 @@ def sampler_plan(spec: Any, budget: Budget) -> list[tuple[str, int]]:
             steps = steps[: budget.steps_per_sampler]
         plan += [(s.name, n) for n in steps if (s.name, n) not in plan]
     ref = (REFERENCE_SAMPLER, spec.diffusion.timesteps)
-    return [p for p in plan if p != ref] + [ref]
+    return [p for p in plan if p != ref] + ([ref] if budget.reference else [])
 
 
 def eval_settings(spec: Any, budget: Budget) -> dict[str, Any]:

@@ -138,6 +138,8 @@ class BudgetSpec(_Strict):
     steps_per_sampler: int | None = Field(None, ge=1)
     max_sampler_steps: int | None = Field(None, ge=1)
     seeds: int | None = Field(None, ge=1)
+    reference: bool = Field(True, description="add the DDPM reference at the full T (false: "
+                            "only the spec's samplers, for cheap screening sweeps)")
 
 
 class Sweep(_Strict):
@@ -349,6 +351,8 @@ def budget_of(sweep: Sweep):
     if isinstance(sweep.budget, str):
         return get_budget(sweep.budget)
     d = sweep.budget.model_dump()
+    if d["reference"]:  # the default stays out of the digest: older sweeps keep their runs
+        del d["reference"]
     digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     return Budget(name=f"sweep-{digest}", **d)
 
