@@ -90,7 +90,8 @@ def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[t
             stages.append({"id": f"up{lvl}", "label": up, "domain": dec,
                            "shape": (widths[lvl], size[0] * 2, size[1] * 2),
                            "depth": lvl - 0.5})
-    stages.append({"id": "head", "label": p.head.block if p.head else "GroupNorm-SiLU-conv", "domain": "real",
+    stages.append({"id": "head", "label": p.head.block if p.head else "GroupNorm-SiLU-conv",
+                   "domain": "real",
                    "shape": (p.out_channels or c_in, h, w), "depth": 0})
     return stages, pairs
 

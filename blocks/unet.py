@@ -428,9 +428,10 @@ def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
 
 @register_block("unet", params=UNetParams, takes=("real", "embed"), gives="real",
                 family="composite",
-                example=({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1], "groups": 4,
+                example=({"channels": 8, "channel_mult": [1, 2], "attention_levels": [1],
+                          "groups": 4,
                           "encoder": {"block": "resblock", "attention": "self_attention"}},
-             [TensorSpec("real", (1, 8, 8)), TensorSpec("embed", (16,))]))
+                         [TensorSpec("real", (1, 8, 8)), TensorSpec("embed", (16,))]))
 def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
     """UNet composite (DDPM/ADM layout) with registry-chosen, any-domain stage blocks."""
     if len(inputs) != 2 or len(inputs[1].shape) != 1:

@@ -1,5 +1,6 @@
-"""The ablation examples: their specs validate and differ only where they say, and the
-sampler-check script answers bad input with one line per problem and exit code 2."""
+"""The ablation examples: their specs and sweep files validate and differ only where they
+say, the study script resolves its screening budget, and the sampler-check script answers
+bad input with one line per problem and exit code 2."""
 from __future__ import annotations
 
 import importlib.util
@@ -55,3 +56,47 @@ def test_sampler_check_bad_input(args, message, tmp_path, capsys):
 def test_sampler_check_missing_spec(tmp_path, capsys):
     assert _script().main([str(tmp_path / "nope.yaml")]) == 2
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'nope.yaml'}: no such spec file"
+
+
+SWEEPS = sorted(p for p in ABLATIONS.glob("*.yaml") if not p.stem.endswith("_head"))
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("study", ABLATIONS / "study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_ablation_sweeps_vary_one_factor_of_an_example_at_the_full_budget(path):
+    from evaluator.sweeps.spec import load_sweep, resolve_rows
+
+    ls = load_sweep(path)
+    assert ls.sweep.design.type == "grid" and len(ls.factor_names) == 1
+    assert ls.sweep.repeats >= 3 and ls.sweep.budget == "full"
+    rows = resolve_rows(ls)
+    assert all(not r.problems for r in rows) and len({r.spec_hash for r in rows}) == len(rows)
+    specs = [r.spec for r in rows]
+    assert len({s.train.steps for s in specs}) == 1 and specs[0].train.steps == 2000
+    assert all(s.evaluate.num_samples == 360 for s in specs)
+    assert len({s.name for s in specs}) == 1  # one example, one factor changed
+
+
+def test_every_table_names_existing_sweep_files():
+    study = _study()
+    names = {n for t, ns in study.TABLES.items() if t != "warm" for n in ns}
+    assert names == {p.stem for p in SWEEPS}
+
+
+def test_short_budget_sweep_drops_the_reference_and_keeps_n(tmp_path):
+    from evaluator.evaluate import sampler_plan
+    from evaluator.sweeps.spec import budget_of, load_sweep, resolve_rows
+
+    path = _study().sweep_file("norm", tmp_path, short=True, warm_from=None)
+    ls = load_sweep(path)
+    assert ls.sweep.name == "norm_spectral_unet_8_short"
+    spec = resolve_rows(ls)[0].spec
+    assert spec.train.steps == 400 and spec.train.batch_size == 64
+    assert sampler_plan(spec, budget_of(ls.sweep)) == [("dpmsolver++", 20)]
+    assert [m.key for m in ls.sweep.secondary] == ["train.loss_last"]

@@ -20,6 +20,7 @@ which it trains first if missing.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +60,7 @@ def sweep_file(name: str, out: Path, short: bool, warm_from: str | None) -> Path
         data["overrides"].append("evaluate.samplers=[{name: dpmsolver++, steps: [20]}]")
     dst = out / "ablations" / f"{data['name']}.yaml"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
-    dst.write_text(json.dumps(data, indent=1))
+    dst.write_text(json.dumps(data, indent=1))  # JSON is YAML: the sweep loader reads it
     return dst
 
 
@@ -121,7 +120,9 @@ def table(name: str, out: Path) -> list[str]:
     done, ls = trials(name, out)
     keys = [ls.sweep.objective.key] + [m.key for m in ls.sweep.secondary]
     (factor,) = ls.factor_names
-    lines = [f"**{name}** (factor `{factor}`; budget `{ls.sweep.budget if isinstance(ls.sweep.budget, str) else ls.sweep.budget.model_dump(exclude_none=True)}`)", "",
+    b = ls.sweep.budget
+    budget = b if isinstance(b, str) else b.model_dump(exclude_none=True)
+    lines = [f"**{name}** (factor `{factor}`; budget `{budget}`)", "",
              "| level | seeds | " + " | ".join(keys) + " |",
              "|---|---|" + "---|" * len(keys)]
     for label in ls.sweep.factors[factor].labels():
@@ -131,7 +132,7 @@ def table(name: str, out: Path) -> list[str]:
         for k in keys:
             st = mean_ci([t.user_attrs["metrics"].get(k) for t in ts])
             m, ci = st["mean"], st["ci95"]
-            cells.append("-" if m is None else f"{m:.4g}" + ("" if ci is None else f" ± {ci:.2g}"))
+            cells.append("-" if m is None else f"{m:.4g}" + (f" ± {ci:.2g}" if ci else ""))
         lines.append(f"| {label} | {len(seeds)} ({','.join(map(str, seeds))}) | "
                      + " | ".join(cells) + " |")
     return lines

@@ -132,6 +132,8 @@ def test_a_budget_caps_only_what_it_names():
     assert tiny["plan"] == [["ddim", 5], ["ddim", 10], ["ddpm", 50]]  # steps not capped
     whole = eval_settings(spec, Budget("all"))
     assert (whole["num_samples"], whole["seeds"]) == (32, [3, 4, 5])
+    screen = eval_settings(spec, Budget("screen", reference=False))
+    assert screen["plan"] == [["ddim", 5], ["ddim", 10]]  # no DDPM at T: a screening budget
 
 
 def test_evaluate_table_columns_come_from_the_metric_registry(evaluated, monkeypatch):
