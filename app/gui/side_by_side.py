@@ -2,10 +2,15 @@
 
 Sampling (:func:`evaluator.trajectory.sample_side_by_side`) happens once per click and its
 trajectories are kept in the session state; moving the slider only re-draws step k from
-that cache, it never samples again.
+that cache, it never samples again. A slider move sends only what changes with the step
+(headers, images, figures; ``gr.skip()`` for the metrics and the layout), and the images
+travel inline as small unscaled PNG data URIs that the browser upscales pixelated, so a
+move costs no file writes and no extra downloads.
 """
 from __future__ import annotations
 
+import base64
+import io
 import tempfile
 from typing import Any
 
@@ -51,10 +56,26 @@ def _f(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def render_step(trajs: list, k: int) -> list[Any]:
+def image_html(images, caption: str) -> str:
+    """An ``<img>`` of the images' grid at 1 px per pixel as a PNG data URI, shown
+    pixelated at the panel's width."""
+    from PIL import Image
+
+    from evaluator.trajectory import image_grid
+
+    buf = io.BytesIO()
+    Image.fromarray(image_grid(images, scale=1)).save(buf, format="png")
+    src = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (f'<div class="panel-img"><div>{caption}</div><img alt="{caption}" '
+            f'src="data:image/png;base64,{src}" '
+            'style="width:100%;max-width:260px;image-rendering:pixelated"></div>')
+
+
+def render_step(trajs: list, k: int, only_step: bool = False) -> list[Any]:
     """Every panel's outputs at step ``k`` (1-based, clamped to 1..NFE), then the panel
-    columns' visibility (layout blocks: not part of the API's outputs)."""
-    from evaluator.trajectory import data_statistics, image_grid, settle_step, step_statistics
+    columns' visibility (layout blocks: not part of the API's outputs). ``only_step``
+    leaves what does not depend on the step (metrics, visibility) as it is."""
+    from evaluator.trajectory import data_statistics, settle_step, step_statistics
 
     out: list[Any] = []
     for i in range(MAX_PANELS):
@@ -70,11 +91,13 @@ def render_step(trajs: list, k: int) -> list[Any]:
                 f"{t.ms_per_nfe:.2f} ms/NFE · band shares settle (within {SETTLE_TOL} of the "
                 f"last step) at steps {', '.join(f'b{b} {k}' for b, k in enumerate(settle))}")
         out += [gr.update(value=head, visible=True),
-                gr.update(value=image_grid(t.xt[j]), visible=True),
-                gr.update(value=image_grid(t.x0[j]), visible=True),
+                gr.update(value=image_html(t.xt[j], "x_t"), visible=True),
+                gr.update(value=image_html(t.x0[j], "x0-hat"), visible=True),
                 gr.update(value=figures.panel_figure(t.band_energy, stats, ref, j + 1,
                                                      f"{t.name}: step {j + 1}"), visible=True),
-                gr.update(value=_metrics_md(t.run), visible=True)]
+                gr.skip() if only_step else gr.update(value=_metrics_md(t.run), visible=True)]
+    if only_step:
+        return out + [gr.skip()] * MAX_PANELS
     return out + [gr.update(visible=i < len(trajs)) for i in range(MAX_PANELS)]
 
 
@@ -105,10 +128,8 @@ def build(ctx: Context) -> None:
                 columns.append(col)
                 outputs += [
                     gr.Markdown(visible=False, elem_id=f"panel-head-{i}"),
-                    gr.Image(label="x_t", type="numpy", format="png", visible=False,
-                             interactive=False, elem_id=f"panel-xt-{i}"),
-                    gr.Image(label="x0-hat", type="numpy", format="png", visible=False,
-                             interactive=False, elem_id=f"panel-x0-{i}"),
+                    gr.HTML(visible=False, elem_id=f"panel-xt-{i}"),
+                    gr.HTML(visible=False, elem_id=f"panel-x0-{i}"),
                     gr.Plot(visible=False, elem_id=f"panel-plot-{i}"),
                     gr.Markdown(visible=False, elem_id=f"panel-metrics-{i}")]
     outputs += columns
@@ -139,7 +160,7 @@ def build(ctx: Context) -> None:
     def do_step(k, trajs):
         if not trajs:
             raise gr.Error("sample first: the slider moves through a cached trajectory")
-        return render_step(trajs, k)
+        return render_step(trajs, k, only_step=True)
 
     @ui_errors
     def do_grid(k, trajs):

@@ -26,8 +26,16 @@ def _value(x):
     return x["value"] if isinstance(x, dict) and "__type__" in x else x
 
 
-def _png(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
+def _png(src) -> np.ndarray:
+    """A PNG file's pixels, or those of the data-URI ``<img>`` in an HTML panel."""
+    if isinstance(src, str) and src.lstrip().startswith("<"):
+        import base64
+        import io
+        import re
+
+        (b64,) = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', src)
+        src = io.BytesIO(base64.b64decode(b64))
+    return np.asarray(Image.open(src).convert("RGB"))
 
 
 def test_named_endpoints(client):
@@ -121,9 +129,10 @@ def test_side_by_side_and_slider(client, served_app):
         got = client.predict(k, api_name="/show_step")
         for i, ref in enumerate(refs):
             xt, x0 = _png(_value(got[P * i + 1])), _png(_value(got[P * i + 2]))
-            assert xt.shape == image_grid(ref.xt_trajectory[k - 1]).shape
-            assert np.array_equal(xt, image_grid(ref.xt_trajectory[k - 1]))
-            assert np.array_equal(x0, image_grid(ref.trajectory[k - 1]))
+            assert xt.shape == image_grid(ref.xt_trajectory[k - 1], scale=1).shape
+            assert np.array_equal(xt, image_grid(ref.xt_trajectory[k - 1], scale=1))
+            assert np.array_equal(x0, image_grid(ref.trajectory[k - 1], scale=1))
+            assert got[P * i + 4] == {"__type__": "update"}  # metrics unchanged: not re-sent
             assert f"step {k}/{steps}" in _value(got[P * i])
         if k == 1:  # the very first x_t is the shared initial noise
             assert np.array_equal(_png(_value(got[1])), _png(_value(got[P + 1])))
