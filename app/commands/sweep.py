@@ -30,7 +30,8 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
                    help="print the resolved rows (levels, spec hash, params, estimated train "
                         "time) and stop")
     r.add_argument("--no-profile", dest="profile", action="store_false",
-                   help="with --dry-run: skip the train-time estimate")
+                   help="skip the train-time estimates (with --dry-run: the column; when "
+                        "enqueueing: the longest-rows-first order)")
     r.add_argument("--retry-failed", action="store_true",
                    help="enqueue rows whose trial failed (NaN loss, error) again")
     _add_storage(r)
@@ -113,6 +114,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _dry_run(ls, rows, profile: bool) -> int:
     from archspec import build_model
     from evaluator.sweeps.spec import budget_of
+    from evaluator.sweeps.study import estimate_seconds
 
     cache: dict[str, tuple[int, tuple[float, float] | None]] = {}
     header = ["row", *ls.factor_names, "spec hash", "params", "est. train s", "est. eval s"]
@@ -124,7 +126,7 @@ def _dry_run(ls, rows, profile: bool) -> int:
         if key not in cache:
             model = build_model(spec)
             n = sum(p.numel() for p in model.parameters())
-            est = _estimate_s(model, spec, budget_of(ls.sweep)) if profile else None
+            est = estimate_seconds(model, spec, budget_of(ls.sweep)) if profile else None
             cache[key] = (n, est)
         n, est = cache[key]
         if est:
@@ -144,21 +146,6 @@ def _dry_run(ls, rows, profile: bool) -> int:
     return 0
 
 
-def _estimate_s(model, spec, budget) -> tuple[float, float]:
-    """(train, sampling) seconds: profiled train-step time x steps, and forward time per
-    sample x samples x model calls of the evaluation plan x seeds."""
-    from evaluator.evaluate import eval_settings
-    from evaluator.profile import profile_model
-
-    c, s = spec.image.channels, spec.image.size
-    b = spec.train.batch_size
-    p = profile_model(spec.name, model, (c, s, s), batch_size=b, repeats=3)
-    st = eval_settings(spec, budget)
-    nfe = sum(steps for _, steps in st["plan"])
-    sample_s = p.fwd_ms / 1000 / b * st["num_samples"] * nfe * len(st["seeds"])
-    return p.train_step_ms / 1000 * spec.train.steps, sample_s
-
-
 # ---- run / worker ------------------------------------------------------------------------
 def _storage_url(args: argparse.Namespace, name: str) -> str:
     from evaluator.sweeps.study import default_storage
@@ -169,7 +156,7 @@ def _storage_url(args: argparse.Namespace, name: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     from archspec.errors import UserError
     from evaluator.sweeps.study import (
-        open_trials, create_or_resume, enqueue_missing, make_storage,
+        open_trials, create_or_resume, enqueue_missing, make_storage, row_costs,
     )
 
     if args.workers < 0:
@@ -179,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
         return _dry_run(ls, rows, args.profile)
     url = _storage_url(args, ls.sweep.name)
     study = create_or_resume(ls, make_storage(url, args.heartbeat), args.out)
-    n = enqueue_missing(study, ls, retry_failed=args.retry_failed)
+    costs = row_costs(ls) if args.profile and ls.fixed and args.workers != 1 else None
+    n = enqueue_missing(study, ls, retry_failed=args.retry_failed, costs=costs)
     print(f"sweep {ls.sweep.name}: storage {url}; enqueued {n} trial(s)")
     if args.workers == 0:
         print(f"join with: archsearch sweep worker --storage {url} --study {ls.sweep.name}")

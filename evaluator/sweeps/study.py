@@ -231,9 +231,46 @@ def key_of(t: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
     return int(p["row"]), int(p.get("repeat", 0))
 
 
-def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = False) -> int:
+def estimate_seconds(model: Any, spec: Any, budget: Any) -> tuple[float, float]:
+    """(train, sampling) seconds of one trial on this machine now: the profiled train-step
+    time x steps, and forward time per sample x samples x model calls of the evaluation
+    plan x seeds (metrics, start-up and the reuse of an unchanged run not included)."""
+    from evaluator.evaluate import eval_settings
+    from evaluator.profile import profile_model
+
+    c, s = spec.image.channels, spec.image.size
+    b = spec.train.batch_size
+    p = profile_model(spec.name, model, (c, s, s), batch_size=b, repeats=3)
+    st = eval_settings(spec, budget)
+    nfe = sum(steps for _, steps in st["plan"])
+    sample_s = p.fwd_ms / 1000 / b * st["num_samples"] * nfe * len(st["seeds"])
+    return p.train_step_ms / 1000 * spec.train.steps, sample_s
+
+
+def row_costs(ls: LoadedSweep) -> dict[int, float]:
+    """Estimated seconds per design row (rows with the same spec share one profile)."""
+    from archspec import build_model
+    from evaluator.runs import hash_spec
+
+    cache: dict[str, float] = {}
+    out = {}
+    for i, idx in enumerate(ls.rows):
+        spec = resolve(ls, ls.labels_of(idx))
+        key = hash_spec(spec)
+        if key not in cache:
+            cache[key] = sum(estimate_seconds(build_model(spec), spec, budget_of(ls.sweep)))
+        out[i] = cache[key]
+    return out
+
+
+def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = False,
+                    costs: dict[int, float] | None = None) -> int:
     """Enqueue each (row, repeat) that is not complete, waiting or running; returns how
-    many. Failed ones (NaN loss, error) are enqueued again only with ``retry_failed``."""
+    many. Failed ones (NaN loss, error) are enqueued again only with ``retry_failed``.
+
+    Workers take waiting trials in the order they were enqueued. With ``costs`` (estimated
+    seconds per row, :func:`row_costs`) the longest rows go first, so that parallel
+    workers do not end on one long trial while the others idle (LPT scheduling)."""
     if not ls.fixed:
         return 0
     have: dict[tuple[int, int], set[TrialState]] = {}
@@ -247,7 +284,9 @@ def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = F
             failed.add(k)
     n = 0
     keep = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
-    for i, idx in enumerate(ls.rows):
+    order = sorted(range(len(ls.rows)), key=lambda i: -(costs or {}).get(i, 0.0))
+    for i in order:
+        idx = ls.rows[i]
         for r in range(ls.sweep.repeats):
             # a trial interrupted (Ctrl-C) or lost past its retries has no reason: run again
             states = have.get((i, r), set())

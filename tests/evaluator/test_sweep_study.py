@@ -234,3 +234,18 @@ def test_journal_heartbeat_marks_only_silent_trials_stale(tmp_path):
     assert [t.system_attrs.get("failed_trial") for t in study.get_trials(
         states=(TrialState.WAITING,))] == [quiet.number]
     storage.record_heartbeat(quiet._trial_id)  # a late beat from the lost worker is harmless
+
+
+def test_costs_enqueue_the_longest_rows_first_and_workers_take_them_in_that_order(tmp_path):
+    from evaluator.sweeps.study import row_costs
+
+    ls = from_data(tiny_sweep(repeats=2))
+    costs = row_costs(ls)
+    assert sorted(costs) == [0, 1, 2, 3] and all(c > 0 for c in costs.values())
+    study = create_or_resume(ls, make_storage(_journal(tmp_path)), tmp_path)
+    assert enqueue_missing(study, ls, costs={0: 1.0, 1: 9.0, 2: 3.0, 3: 5.0}) == 8
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert [key_of(t) for t in sorted(waiting, key=lambda t: t.number)] == [
+        (1, 0), (1, 1), (3, 0), (3, 1), (2, 0), (2, 1), (0, 0), (0, 1)]
+    first = study.ask()  # what a worker gets next: the longest row
+    assert key_of(study.trials[first.number]) == (1, 0)
