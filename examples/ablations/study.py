@@ -13,8 +13,9 @@ seeds, the sampler settings and the budget.
 
 ``--short`` is the screening budget that fits a 2-core CPU session: 400 training steps at
 batch 64 instead of 2000 at 128, the same N=360, DPM-Solver++ 20 only (no DDPM 1000
-reference). Its sweeps are named ``<name>_short`` so their results never mix with the full
-budget's. The ``warm`` table needs the ``lr`` table's spatial run (lr 2e-4, first seed),
+reference); the ``targets`` table keeps DDPM 1000 and trains as the quick budget does (600
+steps at batch 64). Its sweeps are named ``<name>_short`` so their results never mix with
+the full budget's. The ``warm`` table needs the ``lr`` table's spatial run (lr 2e-4, first seed),
 which it trains first if missing.
 """
 from __future__ import annotations
@@ -32,10 +33,13 @@ sys.path.insert(0, str(ROOT))
 TABLES = {
     "lr": ["lr_tiny_unet_8", "lr_spectral_unet_8", "lr_hybrid_unet_8"],
     "head": ["head"], "norm": ["norm"], "act": ["act"], "resample": ["resample"],
-    "loss": ["loss"], "warm": ["warm_hybrid", "warm_spectral"],
+    "loss": ["loss"], "warm": ["warm_hybrid", "warm_spectral"], "targets": ["targets"],
 }
 SHORT = {"train_steps": 400, "batch_size": 64, "num_samples": 360, "seeds": 1,
          "reference": False}
+# The targets table keeps its DDPM 1000 reference and trains at the quick budget, so
+# `make demo` (same training, seed 0) reuses its runs when both use one results root.
+SHORT_TARGETS = {"train_steps": 600, "batch_size": 64, "num_samples": 360, "seeds": 1}
 WARM_SOURCE = ("lr_tiny_unet_8", "0.0002")  # the spatial run a warm start copies from
 
 
@@ -52,7 +56,10 @@ def sweep_file(name: str, out: Path, short: bool, warm_from: str | None) -> Path
             return src
         data = read_document(src)
         data["base"] = str((src.parent / data["base"]).resolve())
-    if short:
+    if short and name == "targets":
+        data["name"] += "_short"
+        data["budget"] = SHORT_TARGETS
+    elif short:
         data["name"] += "_short"
         data["budget"] = SHORT
         data["secondary"] = [m for m in data["secondary"] if m.get("steps") != 1000]
