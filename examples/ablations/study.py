@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 TABLES = {
     "lr": ["lr_tiny_unet_8", "lr_spectral_unet_8", "lr_hybrid_unet_8"],
     "head": ["head"], "norm": ["norm"], "act": ["act"], "resample": ["resample"],
-    "loss": ["loss"], "warm": ["warm_hybrid", "warm_spectral"], "targets": ["targets"],
+    "loss": ["loss"], "warm": ["warm_hybrid", "warm_spectral"],
+    "lr_act": ["lr_act_spectral", "lr_act_hybrid"], "targets": ["targets"],
 }
 SHORT = {"train_steps": 400, "batch_size": 64, "num_samples": 360, "seeds": 1,
          "reference": False}
@@ -121,26 +122,29 @@ def warm_source(out: Path, short: bool) -> str:
 
 
 def table(name: str, out: Path) -> list[str]:
-    """Markdown rows: level, seeds, then mean +- CI of every recorded metric."""
+    """Markdown rows: the level (combination), seeds, then mean +- CI of every metric."""
+    import itertools
+
     from evaluator.evaluate import mean_ci
 
     done, ls = trials(name, out)
     keys = [ls.sweep.objective.key] + [m.key for m in ls.sweep.secondary]
-    (factor,) = ls.factor_names
+    factors = ls.factor_names
     b = ls.sweep.budget
     budget = b if isinstance(b, str) else b.model_dump(exclude_none=True)
-    lines = [f"**{name}** (factor `{factor}`; budget `{budget}`)", "",
-             "| level | seeds | " + " | ".join(keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
-    for label in ls.sweep.factors[factor].labels():
-        ts = [t for t in done if t.user_attrs["levels"][factor] == label]
+    lines = [f"**{name}** (factors `{', '.join(factors)}`; budget `{budget}`)", "",
+             "| " + " | ".join(factors) + " | seeds | " + " | ".join(keys) + " |",
+             "|" + "---|" * (len(factors) + 1 + len(keys))]
+    for combo in itertools.product(*(ls.sweep.factors[f].labels() for f in factors)):
+        ts = [t for t in done
+              if tuple(t.user_attrs["levels"][f] for f in factors) == combo]
         seeds = sorted(t.user_attrs["repeat"] for t in ts)
         cells = []
         for k in keys:
             st = mean_ci([t.user_attrs["metrics"].get(k) for t in ts])
             m, ci = st["mean"], st["ci95"]
             cells.append("-" if m is None else f"{m:.4g}" + (f" ± {ci:.2g}" if ci else ""))
-        lines.append(f"| {label} | {len(seeds)} ({','.join(map(str, seeds))}) | "
+        lines.append(f"| {' | '.join(combo)} | {len(seeds)} ({','.join(map(str, seeds))}) | "
                      + " | ".join(cells) + " |")
     return lines
 
