@@ -23,7 +23,7 @@ def _script():
     return mod
 
 
-@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*_head.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*_unet_8_*.yaml")), ids=lambda p: p.stem)
 def test_ablation_specs_validate(path):
     assert load_spec(path).name == path.stem
 
@@ -58,7 +58,8 @@ def test_sampler_check_missing_spec(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'nope.yaml'}: no such spec file"
 
 
-SWEEPS = sorted(p for p in ABLATIONS.glob("*.yaml") if not p.stem.endswith("_head"))
+SPECS = ("spectral_unet_8_", "hybrid_unet_8_")  # spec files; every other YAML is a sweep
+SWEEPS = sorted(p for p in ABLATIONS.glob("*.yaml") if not p.stem.startswith(SPECS))
 ONE_FACTOR = [p for p in SWEEPS if p.stem != "targets"]
 
 
@@ -114,3 +115,4 @@ def test_targets_levels_are_the_example_specs_as_shipped():
         example = load_spec(ROOT / "examples" / "specs" / f"{r.spec.name}.yaml")
         assert arch_hash(r.spec) == arch_hash(example), r.spec.name
         assert r.spec.train == example.train and r.spec.diffusion == example.diffusion
+        assert r.spec.evaluate == example.evaluate  # so evaluate reuses the trained runs

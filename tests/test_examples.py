@@ -103,8 +103,9 @@ def test_parameter_count_is_fair(path: Path) -> None:
 
 
 def _rename(obj: Any, names: dict[str, str]) -> Any:
+    """Block names replaced by their twins (not parameter values such as act: modrelu)."""
     if isinstance(obj, dict):
-        return {k: _rename(v, names) for k, v in obj.items()}
+        return {k: v if k == "params" else _rename(v, names) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_rename(v, names) for v in obj]
     return names.get(obj, obj) if isinstance(obj, str) else obj

@@ -157,14 +157,15 @@ def test_v1_unet_flags_upgrade_to_stage_descriptions(text, expect):
 
 
 def test_v1_hybrid_example_is_the_v2_example():
-    """The committed v2 example and its v1 original: one architecture hash, bit-identical
-    weights (the v1 text here carries the model only)."""
+    """The committed v2 example (as it was before the issue-8 defaults) and its v1
+    original: one architecture hash, bit-identical weights (the v1 text carries the model
+    only)."""
     import torch
 
     from archspec import arch_hash, build_model, load_spec
 
     old = spec_from_dict(parse_text(V1_HYBRID, "yaml"))
-    new = load_spec("examples/specs/hybrid_unet_8.yaml")
+    new = load_spec("examples/ablations/hybrid_unet_8_previous.yaml")
     assert arch_hash(old) == arch_hash(new)
     torch.manual_seed(0)
     a = build_model(old).state_dict()
