@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         return _dry_run(ls, rows, args.profile)
     url = _storage_url(args, ls.sweep.name)
     study = create_or_resume(ls, make_storage(url, args.heartbeat), args.out)
-    costs = row_costs(ls) if args.profile and ls.fixed and args.workers != 1 else None
+    costs = (lambda: row_costs(ls)) if args.profile and args.workers != 1 else None
     n = enqueue_missing(study, ls, retry_failed=args.retry_failed, costs=costs)
     print(f"sweep {ls.sweep.name}: storage {url}; enqueued {n} trial(s)")
     if args.workers == 0:

@@ -29,7 +29,7 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -264,13 +264,14 @@ def row_costs(ls: LoadedSweep) -> dict[int, float]:
 
 
 def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = False,
-                    costs: dict[int, float] | None = None) -> int:
+                    costs: Callable[[], dict[int, float]] | None = None) -> int:
     """Enqueue each (row, repeat) that is not complete, waiting or running; returns how
     many. Failed ones (NaN loss, error) are enqueued again only with ``retry_failed``.
 
-    Workers take waiting trials in the order they were enqueued. With ``costs`` (estimated
-    seconds per row, :func:`row_costs`) the longest rows go first, so that parallel
-    workers do not end on one long trial while the others idle (LPT scheduling)."""
+    Workers take waiting trials in the order they were enqueued. With ``costs`` (called
+    only when something is missing; estimated seconds per row, e.g. :func:`row_costs`)
+    the longest rows go first, so that parallel workers do not end on one long trial
+    while the others idle (LPT scheduling)."""
     if not ls.fixed:
         return 0
     have: dict[tuple[int, int], set[TrialState]] = {}
@@ -282,21 +283,18 @@ def enqueue_missing(study: optuna.Study, ls: LoadedSweep, retry_failed: bool = F
         have.setdefault(k, set()).add(t.state)
         if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason"):
             failed.add(k)
-    n = 0
     keep = {TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING}
-    order = sorted(range(len(ls.rows)), key=lambda i: -(costs or {}).get(i, 0.0))
-    for i in order:
-        idx = ls.rows[i]
-        for r in range(ls.sweep.repeats):
-            # a trial interrupted (Ctrl-C) or lost past its retries has no reason: run again
-            states = have.get((i, r), set())
-            if states & keep or ((i, r) in failed and not retry_failed):
-                continue
-            study.enqueue_trial({"row": i, "repeat": r, **ls.labels_of(idx)},
-                                user_attrs={"row": i, "repeat": r},
-                                skip_if_exists=False)
-            n += 1
-    return n
+    # a trial interrupted (Ctrl-C) or lost past its retries has no reason: run it again
+    missing = [(i, r) for i in range(len(ls.rows)) for r in range(ls.sweep.repeats)
+               if not (have.get((i, r), set()) & keep
+                       or ((i, r) in failed and not retry_failed))]
+    if missing and costs is not None:
+        cost = costs()
+        missing.sort(key=lambda k: -cost.get(k[0], 0.0))  # stable: repeats stay in order
+    for i, r in missing:
+        study.enqueue_trial({"row": i, "repeat": r, **ls.labels_of(ls.rows[i])},
+                            user_attrs={"row": i, "repeat": r}, skip_if_exists=False)
+    return len(missing)
 
 
 # ---- trials -----------------------------------------------------------------------------

@@ -243,9 +243,11 @@ def test_costs_enqueue_the_longest_rows_first_and_workers_take_them_in_that_orde
     costs = row_costs(ls)
     assert sorted(costs) == [0, 1, 2, 3] and all(c > 0 for c in costs.values())
     study = create_or_resume(ls, make_storage(_journal(tmp_path)), tmp_path)
-    assert enqueue_missing(study, ls, costs={0: 1.0, 1: 9.0, 2: 3.0, 3: 5.0}) == 8
+    assert enqueue_missing(study, ls, costs=lambda: {0: 1.0, 1: 9.0, 2: 3.0, 3: 5.0}) == 8
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert [key_of(t) for t in sorted(waiting, key=lambda t: t.number)] == [
         (1, 0), (1, 1), (3, 0), (3, 1), (2, 0), (2, 1), (0, 0), (0, 1)]
     first = study.ask()  # what a worker gets next: the longest row
     assert key_of(study.trials[first.number]) == (1, 0)
+    # nothing missing: the (profiling) cost estimate is not even asked for
+    assert enqueue_missing(study, ls, costs=lambda: pytest.fail("profiled for nothing")) == 0
