@@ -118,7 +118,8 @@ def load_dataset(name: str, *, split: str = "train", root: str | None = None,
         root: data folder for ``cifar10`` / ``folder``.
         download: allow ``cifar10`` to download (needs network).
         seed: generator seed for procedural data (``synthetic8``); splits are fixed.
-        **options: loader-specific keywords (``folder``: ``size``; ``synthetic8``: ``n``).
+        **options: loader-specific keywords (``folder``, ``wav_folder``: ``size``;
+            ``synthetic8``, ``spectro32``: ``n``).
 
     Raises:
         RegistryError: unknown dataset name (with close-match suggestions).
