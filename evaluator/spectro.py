@@ -240,7 +240,8 @@ def read_wav(path: Path) -> tuple["np.ndarray", int]:
     """Mono float64 samples in [-1, 1] (channels averaged) and the sample rate.
 
     Raises:
-        UserError: the file is not a WAV file scipy can read, or holds no samples.
+        UserError: the file is not a WAV file scipy can read, holds no samples or
+            non-finite ones, or has a sample rate <= 0.
     """
     import warnings
 
@@ -256,6 +257,10 @@ def read_wav(path: Path) -> tuple["np.ndarray", int]:
     data = np.asarray(data)
     if data.size == 0:
         raise UserError(f"dataset 'wav_folder': {path} holds no samples")
+    if int(rate) <= 0:
+        raise UserError(f"dataset 'wav_folder': {path} has sample rate {rate}")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise UserError(f"dataset 'wav_folder': {path} holds NaN or infinite samples")
     if data.dtype == np.uint8:                     # 8-bit WAV is unsigned, centred at 128
         x = (data.astype(np.float64) - 128.0) / 128.0
     elif data.dtype.kind == "i":

@@ -7,6 +7,7 @@ import wave
 import numpy as np
 import pytest
 import torch
+from scipy.io import wavfile
 
 from archspec import SpecError, spec_from_dict
 from archspec.errors import UserError
@@ -124,8 +125,6 @@ def _write_wav(path, frames: np.ndarray, rate: int) -> None:
 def wav_root(tmp_path):
     """train/: a stereo int16 file (2.5 clips) and a nested 8-bit mono file (1 clip + 10);
     test/: a 16 kHz float32 1 kHz tone (scipy's writer) and a 100-sample int16 file."""
-    from scipy.io import wavfile
-
     rng = np.random.default_rng(0)
     stereo = rng.integers(-20000, 20000, size=(CLIP * 5 // 2, 2)).astype(np.int16)
     _write_wav(tmp_path / "train" / "a.wav", stereo, SR)
@@ -194,6 +193,10 @@ def test_wav_folder_errors_name_the_path(tmp_path):
         load_dataset("wav_folder", root=str(bad))
     _write_wav(bad / "test" / "silent.wav", np.zeros((0, 1), np.int16), SR)
     with pytest.raises(UserError, match=r"silent\.wav holds no samples"):
+        load_dataset("wav_folder", split="test", root=str(bad))
+    (bad / "test" / "silent.wav").unlink()
+    wavfile.write(bad / "test" / "nan.wav", SR, np.full(CLIP, np.nan, np.float32))
+    with pytest.raises(UserError, match=r"nan\.wav holds NaN or infinite samples"):
         load_dataset("wav_folder", split="test", root=str(bad))
     with pytest.raises(UserError) as ei:
         load_dataset("wav_folder", root=str(bad))
