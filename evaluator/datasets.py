@@ -8,6 +8,8 @@ Registered names (``DATASETS``):
 - ``patches32``: 32x32 RGB patches cut from colour photographs shipped inside scikit-image.
 - ``cifar10``: CIFAR-10 through torchvision from a local folder (downloads only if asked).
 - ``folder``: any folder of images, resized and centre-cropped to a square RGB size.
+- ``spectro32``, ``wav_folder``: audio spectrograms, synthesised or from WAV files (in
+  :mod:`evaluator.spectro`, imported at the end of this module to register them).
 
 Importing this module is cheap (no torch, numpy, sklearn or skimage): the spec validator
 imports it to check dataset names. Heavy libraries are imported inside the loaders.
@@ -83,13 +85,24 @@ def cache_dir() -> Path:
 
 
 def register_dataset(name: str, *, image_shape: tuple[int, int, int] | None,
-                     needs_root: bool = False) -> Callable:
-    """Register ``loader(split, root, download, seed, **options) -> ImageData``."""
+                     needs_root: bool = False, sized_channels: int | None = None,
+                     root_files: tuple[Callable, str, str] | None = None) -> Callable:
+    """Register ``loader(split, root, download, seed, **options) -> ImageData``.
+
+    Args:
+        sized_channels: the loader takes ``size`` and gives (sized_channels, size, size)
+            images; specs pass ``image.size``.
+        root_files: ``(finder, noun, detail)`` for a ``needs_root`` dataset that reads no
+            images: ``finder(folder)`` yields its files, e.g. ``(iter_wavs, "WAV files",
+            "(.wav)")``; validation refuses a ``train.data_root`` where it finds none.
+    """
 
     def deco(fn: Callable) -> Callable:
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         DATASETS.add(name, Entry(name=name, factory=fn, doc=doc,
-                                 extra={"image_shape": image_shape, "needs_root": needs_root}))
+                                 extra={"image_shape": image_shape, "needs_root": needs_root,
+                                        "sized_channels": sized_channels,
+                                        "root_files": root_files}))
         return fn
 
     return deco
@@ -105,7 +118,8 @@ def load_dataset(name: str, *, split: str = "train", root: str | None = None,
         root: data folder for ``cifar10`` / ``folder``.
         download: allow ``cifar10`` to download (needs network).
         seed: generator seed for procedural data (``synthetic8``); splits are fixed.
-        **options: loader-specific keywords (``folder``: ``size``; ``synthetic8``: ``n``).
+        **options: loader-specific keywords (``folder``, ``wav_folder``: ``size``;
+            ``synthetic8``, ``spectro32``: ``n``).
 
     Raises:
         RegistryError: unknown dataset name (with close-match suggestions).
@@ -123,7 +137,8 @@ def spec_dataset(spec: Any, split: str = "train") -> ImageData:
     """The dataset a spec trains on, read as :func:`dataset_problems` checked it: the
     spec's ``train.data_root`` and, for ``folder``, images resized to ``image.size``."""
     name, root = spec.train.dataset, spec.train.data_root
-    options = {"size": spec.image.size} if name == "folder" else {}
+    sized = DATASETS.get(name).extra.get("sized_channels")
+    options = {"size": spec.image.size} if sized else {}
     return load_dataset(name, split=split, root=root, **options)
 
 
@@ -141,8 +156,8 @@ def dataset_problems(spec: Any) -> list[Problem]:
     img = (spec.image.channels, spec.image.size, spec.image.size)
     want = entry.extra["image_shape"]
     out = []
-    if name == "folder":
-        want = (3, spec.image.size, spec.image.size)  # RGB, resized to image.size
+    if entry.extra.get("sized_channels"):  # e.g. folder: RGB, resized to image.size
+        want = (entry.extra["sized_channels"], spec.image.size, spec.image.size)
     if want is not None and tuple(want) != img:
         out.append(Problem("image", f"dataset {name!r} has images of {_shape(want)}, the spec "
                            f"says {_shape(img)}; set image: {{channels: {want[0]}, size: "
@@ -159,14 +174,15 @@ def dataset_problems(spec: Any) -> list[Problem]:
                                f"{', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}); "
                                "set train.data_root or ARCHSEARCH_CIFAR10"))
     elif entry.extra["needs_root"]:
+        find, noun, detail = entry.extra.get("root_files") or (
+            _iter_images, "images", f"({', '.join(IMAGE_SUFFIXES)})")
         if not root:
             out.append(Problem("train.data_root", f"dataset {name!r} needs train.data_root: "
-                               "a folder of images"))
+                               f"a folder of {noun}"))
         elif not Path(root).expanduser().is_dir():
             out.append(Problem("train.data_root", f"{root}: no such folder"))
-        elif not any(True for _ in _iter_images(Path(root).expanduser())):
-            out.append(Problem("train.data_root", f"no images ({', '.join(IMAGE_SUFFIXES)}) "
-                               f"under {root}"))
+        elif not any(True for _ in find(Path(root).expanduser())):
+            out.append(Problem("train.data_root", f"no {noun} {detail} under {root}"))
     return out
 
 
@@ -457,7 +473,7 @@ def _load_square_rgb(path: Path, size: int) -> "np.ndarray":
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
 
 
-@register_dataset("folder", image_shape=None, needs_root=True)
+@register_dataset("folder", image_shape=None, needs_root=True, sized_channels=3)
 def _folder(split: str, root: str | None, download: bool, seed: int,
             size: int = 32) -> ImageData:
     """Any image folder: RGB, resized and centre-cropped to ``size`` (default 32).
@@ -486,3 +502,7 @@ def _folder(split: str, root: str | None, download: bool, seed: int,
         raise UserError(f"dataset 'folder': cannot read an image under {base}: {err}") from None
     return ImageData(_to_tensor(images, 0.0, 255.0), None, "folder", split,
                      meta={"root": str(base), "files": [str(p) for p in files], "size": size})
+
+
+# Audio spectrograms live in their own module; importing it registers them.
+from evaluator import spectro as _spectro  # noqa: E402,F401

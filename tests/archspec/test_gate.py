@@ -304,7 +304,8 @@ def test_long_ids_are_truncated_and_the_limit_stated():
 def test_unknown_dataset_lists_the_known_ones():
     (err,) = errors(minimal(train={"dataset": "digitz"}))
     assert err.startswith("train.dataset: unknown dataset 'digitz' (did you mean 'digits'?)")
-    assert err.endswith("known: cifar10, digits, folder, patches32, synthetic8")
+    assert err.endswith("known: cifar10, digits, folder, patches32, spectro32, synthetic8, "
+                        "wav_folder")
 
 
 def test_vars_referencing_vars_are_explained():
