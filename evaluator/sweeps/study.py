@@ -235,8 +235,8 @@ def estimate_seconds(model: Any, spec: Any, budget: Any) -> tuple[float, float]:
     """(train, sampling) seconds of one trial on this machine now: the profiled train-step
     time x steps, and forward time per sample x samples x model calls of the evaluation
     plan x seeds (metrics, start-up and the reuse of an unchanged run not included)."""
-    from evaluator.evaluate import eval_settings
-    from evaluator.profile import profile_model
+    from evaluator.pipeline.budgets import eval_settings
+    from evaluator.measure.profile import profile_model
 
     c, s = spec.image.channels, spec.image.size
     b = spec.train.batch_size
@@ -250,7 +250,7 @@ def estimate_seconds(model: Any, spec: Any, budget: Any) -> tuple[float, float]:
 def row_costs(ls: LoadedSweep) -> dict[int, float]:
     """Estimated seconds per design row (rows with the same spec share one profile)."""
     from archspec import build_model
-    from evaluator.runs import hash_spec
+    from evaluator.store.rundir import hash_spec
 
     cache: dict[str, float] = {}
     out = {}
@@ -331,8 +331,8 @@ def metric_value(metrics: dict[str, Any], m: Any, budget: str) -> float:
 def run_config(ls: LoadedSweep, labels: dict[str, str], repeat: int, out: str | Path,
                device: str) -> dict[str, Any]:
     """Train (or reuse) and evaluate one configuration; the values and user attributes."""
-    from evaluator.evaluate import ensure_trained, evaluate_run
-    from evaluator.runs import hash_spec
+    from evaluator.pipeline.evaluate import ensure_trained, evaluate_run
+    from evaluator.store.rundir import hash_spec
 
     t0 = time.time()
     spec = resolve(ls, labels, repeat)

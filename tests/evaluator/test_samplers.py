@@ -8,8 +8,8 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
                        HeunDiscreteScheduler)
 
 from archspec.errors import UserError
-from evaluator.diffusion import NoiseSchedule
-from evaluator.samplers import SAMPLERS, build_scheduler, initial_noise, sample
+from evaluator.diffusion.schedules import NoiseSchedule
+from evaluator.diffusion.samplers import SAMPLERS, build_scheduler, initial_noise, sample
 
 SHAPE = (1, 8, 8)
 STD = 0.5   # data ~ N(0, STD^2 I)
@@ -204,7 +204,7 @@ def test_every_sampler_reproduces_the_data_variance(schedule, name):
 
 
 PLUGIN = """
-from evaluator.samplers import noise_like, register_function
+from evaluator.diffusion.samplers import noise_like, register_function
 
 
 @register_function("plugin-euler-ancestral", doc="Euler ancestral in sigma", stochastic=True)
