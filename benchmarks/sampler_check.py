@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from evaluator.pipeline.evaluate import ensure_trained
-    from evaluator.diffusion.samplers import CLIP_POLICIES, SAMPLERS, check_options
+    from evaluator.diffusion.samplers import CLIP_POLICIES, check_sampler
     from evaluator.store.checkpoints import load_trained
 
     samplers = [s for s in args.samplers.split(",") if s]
@@ -149,8 +149,7 @@ def _main(args: argparse.Namespace) -> int:
         spec = load(path, args)
         for s in samplers:
             for c in clips:
-                check_options(SAMPLERS.get(s) if s in SAMPLERS else _unknown(s), c,
-                              spec.diffusion.prediction)
+                check_sampler(s, c, spec.diffusion.prediction)
         run = ensure_trained(spec, args.out, args.device, progress=False)
         if run.status().get("status") != "finished":
             raise UserError(f"{path}: training {run.status().get('status')}: "
@@ -177,13 +176,6 @@ def _main(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(all_cells, indent=1))
     return 0
-
-
-def _unknown(name: str) -> Any:
-    from blocks.registry import suggest
-    from evaluator.diffusion.samplers import SAMPLERS
-
-    raise UserError(f"--samplers: unknown sampler {name!r}{suggest(name, SAMPLERS.names())}")
 
 
 if __name__ == "__main__":

@@ -105,13 +105,9 @@ def run_sample(args: argparse.Namespace) -> int:
         raise UserError(f"--steps and --n must be >= 1 (got {args.steps}, {args.n})")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be in 0..2**63-1, got {args.seed}")
-    from blocks.registry import RegistryError
-    from evaluator.diffusion.samplers import SAMPLERS
+    from evaluator.diffusion.samplers import check_sampler
 
-    try:
-        SAMPLERS.get(args.sampler)
-    except RegistryError as e:
-        raise UserError(f"{e} (available: {', '.join(SAMPLERS.names())})") from None
+    check_sampler(args.sampler)
     _check_device(args.device)
     from evaluator.diffusion.schedules import NoiseSchedule
     from evaluator.report.images import save_grid

@@ -45,8 +45,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from archspec.choices import CLIP_POLICIES, PREDICTIONS
-from archspec.errors import UserError
-from blocks.registry import Entry, Registry
+from archspec.errors import Problem, UserError
+from blocks.registry import Entry, Registry, RegistryError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -132,10 +132,9 @@ def build_scheduler(name: str, schedule: "NoiseSchedule", prediction: str, clip:
     """A fresh diffusers scheduler for sampler ``name``, configured as described above."""
     import diffusers
 
-    entry = SAMPLERS.get(name)
+    entry = check_sampler(name, clip, prediction)
     if entry.extra["kind"] != "scheduler":
         raise UserError(f"sampler {name!r} is a function sampler, not a diffusers scheduler")
-    check_options(entry, clip, prediction)
     cls = getattr(diffusers, entry.extra["scheduler"])
     kwargs = {**schedule.diffusers_config(), **entry.extra["kwargs"],
               "prediction_type": PREDICTION_TYPES[prediction],
@@ -207,8 +206,7 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
 
     if steps < 1 or n < 1 or batch_size < 1:
         raise UserError(f"steps, n and batch_size must be >= 1 (got {steps}, {n}, {batch_size})")
-    entry = SAMPLERS.get(sampler)
-    check_options(entry, clip, prediction)
+    entry = check_sampler(sampler, clip, prediction)
     device = torch.device(device)
     noise = initial_noise(n, tuple(shape), seed)
     step_gen = (torch.Generator(device="cpu").manual_seed(int(seed) + STEP_SEED_OFFSET)
@@ -251,21 +249,40 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
         xt_trajectory=xt_traj)
 
 
-def check_options(entry: Entry, clip: str, prediction: str) -> None:
-    """Raise :class:`UserError` if sampler ``entry`` cannot apply ``clip`` or ``prediction``."""
-    if clip not in CLIP_POLICIES:
-        raise UserError(f"unknown clip policy {clip!r} (expected one of {CLIP_POLICIES})")
-    if clip not in entry.extra["clip"]:
+def sampler_problems(name: str, clip: str | None = None,
+                     prediction: str | None = None) -> list[str]:
+    """Every reason sampler ``name`` cannot run with ``clip`` and ``prediction`` (None: not
+    checked), one message each; ``[]`` when it can. The one home of this check: sampling,
+    spec validation, budgets, side by side and the CLI all call it."""
+    try:
+        entry = SAMPLERS.get(name)
+    except RegistryError as e:
+        return [f"{e}; known: {', '.join(SAMPLERS.names())}"]
+    out = []
+    if clip is not None and clip not in CLIP_POLICIES:
+        out.append(f"unknown clip policy {clip!r} (expected one of {CLIP_POLICIES})")
+    elif clip is not None and clip not in entry.extra["clip"]:
         able = [n for n, e in SAMPLERS.items() if clip in e.extra["clip"]]
-        raise UserError(f"sampler {entry.name!r} ({entry.extra['scheduler']}) does not support "
-                        f"clip policy {clip!r}; samplers that do: {', '.join(able)}; "
-                        "or use clip: none")
-    if prediction not in PREDICTION_TYPES:
-        raise UserError(f"unknown prediction {prediction!r} (expected one of "
-                        f"{tuple(PREDICTION_TYPES)})")
-    if prediction not in entry.extra["predictions"]:
-        raise UserError(f"sampler {entry.name!r} does not support prediction {prediction!r} "
-                        f"(it supports {', '.join(entry.extra['predictions'])})")
+        out.append(f"sampler {name!r} cannot apply clip policy {clip!r} (it supports "
+                   f"{', '.join(entry.extra['clip'])}); samplers that do: {', '.join(able)}; "
+                   "or use clip: none")
+    if prediction is not None and prediction not in PREDICTION_TYPES:
+        out.append(f"unknown prediction {prediction!r} (expected one of "
+                   f"{tuple(PREDICTION_TYPES)})")
+    elif prediction is not None and prediction not in entry.extra["predictions"]:
+        out.append(f"sampler {name!r} does not support prediction {prediction!r} "
+                   f"(it supports {', '.join(entry.extra['predictions'])})")
+    return out
+
+
+def check_sampler(name: str, clip: str | None = None, prediction: str | None = None,
+                  source: str | None = None) -> Entry:
+    """Sampler ``name``'s registry entry; :class:`UserError` with every
+    :func:`sampler_problems` line otherwise."""
+    problems = sampler_problems(name, clip, prediction)
+    if problems:
+        raise UserError([Problem("", m) for m in problems], source)
+    return SAMPLERS.get(name)
 
 
 def _betas_sha256(schedule: "NoiseSchedule") -> str:

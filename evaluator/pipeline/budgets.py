@@ -78,10 +78,8 @@ def eval_settings(spec: Any, budget: Budget) -> dict[str, Any]:
 
 def check_samplers(spec: Any, budget: Budget) -> None:
     """Raise :class:`UserError` for unknown samplers before anything is trained."""
-    from evaluator.diffusion.samplers import SAMPLERS
+    from evaluator.diffusion.samplers import sampler_problems
 
-    bad = [name for name, _ in sampler_plan(spec, budget) if name not in SAMPLERS]
+    bad = [m for name, _ in sampler_plan(spec, budget) for m in sampler_problems(name)]
     if bad:
-        from blocks.registry import suggest
-        raise UserError([f"evaluate.samplers: unknown sampler {b!r}"
-                         f"{suggest(b, SAMPLERS.names())}" for b in bad], spec.validated.source)
+        raise UserError([f"evaluate.samplers: {m}" for m in bad], spec.validated.source)

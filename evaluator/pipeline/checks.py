@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from archspec.errors import Problem
-from blocks.registry import RegistryError
 from evaluator.data.datasets import dataset_problems
 from evaluator.store.rundir import is_reading_stored_run
 
@@ -19,14 +18,6 @@ def check_spec(spec: Any) -> list[Problem]:
     """Problems with the spec's dataset and samplers, each located."""
     return (dataset_problems(spec) + sampler_problems(spec) + convergence_problems(spec)
             + init_from_problems(spec))
-
-
-def _known(registry: Any, name: str) -> str:
-    try:
-        registry.get(name)
-    except RegistryError as e:
-        return f"{e}; known: {', '.join(registry.names())}"
-    return ""
 
 
 def convergence_problems(spec: Any) -> list[Problem]:
@@ -81,19 +72,7 @@ def sampler_problems(spec: Any) -> list[Problem]:
 
 def _sampler_name_problems(spec: Any, loc: str, name: str) -> list[Problem]:
     """A registered sampler that supports the spec's clip policy and prediction."""
-    from evaluator.diffusion.samplers import SAMPLERS
+    from evaluator.diffusion.samplers import sampler_problems
 
-    pred, clip = spec.diffusion.prediction, spec.evaluate.clip
-    unknown = _known(SAMPLERS, name)
-    if unknown:
-        return [Problem(loc, unknown)]
-    out, extra = [], SAMPLERS.get(name).extra
-    if clip not in extra.get("clip", (clip,)):
-        out.append(Problem(loc, f"sampler {name!r} cannot apply clip policy "
-                           f"{clip!r} (it supports {', '.join(extra['clip'])}); samplers "
-                           "compared must share one"))
-    if pred not in extra.get("predictions", (pred,)):
-        out.append(Problem(loc, f"sampler {name!r} does not support "
-                           f"prediction {pred!r} (it supports "
-                           f"{', '.join(extra['predictions'])})"))
-    return out
+    return [Problem(loc, m) for m in sampler_problems(name, spec.evaluate.clip,
+                                                      spec.diffusion.prediction)]

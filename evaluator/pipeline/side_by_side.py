@@ -78,14 +78,12 @@ def sample_side_by_side(run_paths: list[str | Path], *, sampler: str = "ddim",
         UserError: no runs, a run without checkpoint, differing image shapes, a bad sampler.
     """
     from evaluator.diffusion.schedules import NoiseSchedule
-    from evaluator.diffusion.samplers import SAMPLERS, initial_noise, sample
+    from evaluator.diffusion.samplers import check_sampler, initial_noise, sample
     from evaluator.store.checkpoints import load_trained
 
     if not run_paths:
         raise UserError("choose at least one run")
-    if sampler not in SAMPLERS:
-        from blocks.registry import suggest
-        raise UserError(f"unknown sampler {sampler!r}{suggest(sampler, SAMPLERS.names())}")
+    check_sampler(sampler)
     cache = models if models is not None else {}
     loaded = []
     for p in run_paths:

@@ -286,7 +286,7 @@ def test_clip_policies_configure_exact_operations(schedule):
 
 def test_unsupported_policy_or_prediction_is_clear(schedule):
     model = GaussianEps(schedule, STD)
-    with pytest.raises(UserError, match="'euler'.*does not support clip policy 'dynamic'.*ddim"):
+    with pytest.raises(UserError, match="'euler'.*cannot apply clip policy 'dynamic'.*ddim"):
         sample(model, schedule, sampler="euler", steps=2, n=1, shape=SHAPE, seed=0,
                clip="dynamic")
     with pytest.raises(UserError, match="'pndm' does not support prediction 'x0'"):
