@@ -31,8 +31,9 @@ training run: results are stored under ``metrics.json["eval"][<budget>]``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from archspec.errors import UserError
 from evaluator.measure.quality import (call_metric, feature_extractor, quality_metrics,
@@ -237,8 +238,9 @@ def _spectra_of(metrics: list[dict]) -> dict | None:
 # ---- several specs ----------------------------------------------------------------------------
 def evaluate(spec_paths: list[str | Path], budget: str = "quick", out: str | Path = "results",
              device: str = "auto", overrides: list[str] | None = None,
-             progress: bool = True) -> list[dict[str, Any]]:
-    """Train (or reuse a finished run with the same hash) and evaluate each spec.
+             progress: bool = True, reuse_eval: bool = False) -> list[dict[str, Any]]:
+    """Train (or reuse a finished run with the same hash) and evaluate each spec
+    (:func:`run_spec`; by default evaluated again even when an evaluation is stored).
 
     Returns the comparison rows of every spec (see :func:`_aggregate`), failed trainings
     as rows with ``status: failed`` and the reason.
@@ -255,26 +257,89 @@ def evaluate(spec_paths: list[str | Path], budget: str = "quick", out: str | Pat
         specs.append(spec)
     rows: list[dict[str, Any]] = []
     for spec in specs:
-        run = ensure_trained(spec, out, device, progress)
-        st = run.status()
-        if st.get("status") != "finished":
-            rows.append({"pipeline": spec.name, "status": st.get("status"),
-                         "reason": st.get("reason"), "run": str(run.path)})
+        r = run_spec(spec, b, out, device=device, progress=progress, reuse_eval=reuse_eval)
+        if r.status != "finished":
+            rows.append({"pipeline": spec.name, "status": r.status, "reason": r.reason,
+                         "run": str(r.run.path)})
             continue
-        res = evaluate_run(run, b, device, progress=progress)
-        rows += [{**r, "status": "ok", "run": str(run.path)} for r in res["results"]]
+        rows += [{**x, "status": "ok", "run": str(r.run.path)} for x in r.evaluation["results"]]
     return rows
+
+
+# ---- the pipeline: one spec, trained or reused, evaluated or reused ---------------------------
+@dataclass
+class SpecRun:
+    """What :func:`run_spec` did with one spec.
+
+    Attributes:
+        run: the spec's run folder (keyed by its hash).
+        status, reason, step: the run's training status after the call.
+        evaluation: ``metrics.json["eval"][budget]`` when evaluated or reused, else None.
+        reused_run: a finished run was found and not trained again.
+        had_eval: an evaluation under the budget was stored before the call.
+        evaluated: this call sampled and measured (False when reused or not asked).
+        t_trained, t_evaluated: ``time.time()`` after each phase.
+    """
+
+    run: RunDir
+    status: str
+    reason: str | None
+    step: int | None
+    evaluation: dict[str, Any] | None
+    reused_run: bool
+    had_eval: bool
+    evaluated: bool
+    t_trained: float
+    t_evaluated: float
+
+
+def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto",
+             progress: bool = False, evaluate: bool = True, reuse_eval: bool = False,
+             on_step: Callable[[int, float], None] | None = None,
+             on_phase: Callable[[str], None] | None = None) -> SpecRun:
+    """Train ``spec`` (already budgeted) or reuse its run, then evaluate it or reuse that.
+
+    The one reuse rule of the toolkit: runs are keyed by spec hash; a finished run with a
+    checkpoint is never trained again (an unfinished one resumes from its checkpoint);
+    a stored evaluation under ``budget.name`` is reused only with ``reuse_eval``
+    (``archsearch evaluate`` and the app's jobs evaluate again; sweep trials reuse).
+
+    Args:
+        evaluate: sample and measure after training (False: training only).
+        on_step: ``(step, loss)`` after every training step; may raise
+            :class:`evaluator.training.loop.Cancelled`.
+        on_phase: called with ``"train"`` and ``"evaluate"`` as each begins; may raise to
+            stop (the run stays as it is).
+    """
+    if on_phase:
+        on_phase("train")
+    run, reused_run = _train_or_reuse(spec, out, device, progress, on_step)
+    st, t_trained = run.status(), time.time()
+    evals = run.metrics().get("eval", {})
+    had = budget.name in evals
+    ev, evaluated = (evals.get(budget.name) if reuse_eval else None), False
+    if st.get("status") == "finished" and evaluate and ev is None:
+        if on_phase:
+            on_phase("evaluate")
+        ev, evaluated = evaluate_run(run, budget, device, progress=progress), True
+    return SpecRun(run, st.get("status"), st.get("reason"), st.get("step"), ev, reused_run,
+                   had, evaluated, t_trained, time.time())
 
 
 def ensure_trained(spec: Any, out: str | Path, device: str, progress: bool) -> RunDir:
     """The spec's run, trained: a finished run with the same hash is reused as is."""
+    return _train_or_reuse(spec, out, device, progress, None)[0]
+
+
+def _train_or_reuse(spec: Any, out: str | Path, device: str, progress: bool,
+                    on_step: Callable[[int, float], None] | None) -> tuple[RunDir, bool]:
     from evaluator.training.loop import train
 
     run = RunDir.create(spec, out)
     if run.status().get("status") == "finished" and run.checkpoint_file.exists():
         run.log("reused finished run")
-        return run
-    train(spec, run=run, device=device, resume=True, progress=progress)
-    return run
+        return run, True
+    train(spec, run=run, device=device, resume=True, progress=progress, on_step=on_step)
+    return run, False
 
 

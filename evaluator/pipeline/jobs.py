@@ -1,12 +1,13 @@
 """Background train/evaluate jobs: one worker per device, a visible queue, cancellation.
 
 Surfaces (the Gradio app) submit jobs and poll :meth:`JobQueue.snapshot`; nothing here
-knows about them. A job trains each of its specs (under a budget, as ``archsearch
-evaluate`` does: :func:`evaluator.evaluate.apply_budget`) with :func:`evaluator.train.train`
-and, unless ``evaluate=False``, evaluates it with :func:`evaluator.evaluate.evaluate_run`.
+knows about them. A job puts each of its specs (under a budget, as ``archsearch
+evaluate`` does: :func:`evaluator.pipeline.budgets.apply_budget`) through
+:func:`evaluator.pipeline.evaluate.run_spec`: trained (or a finished run reused) and, unless
+``evaluate=False``, evaluated.
 
 Cancelling a running job makes its ``on_step`` callback raise
-:class:`evaluator.train.Cancelled`: training stops after the current step, writes a
+:class:`evaluator.training.loop.Cancelled`: training stops after the current step, writes a
 checkpoint, and the run's ``status.json`` says ``cancelled`` with ``resumable: true``.
 Submitting the same spec again resumes it. A queued job is simply dropped.
 """
@@ -24,6 +25,10 @@ JOB_STATES = ("queued", "running", "finished", "failed", "cancelled")
 MAX_CURVE = 2000   # loss points kept per job for the live curve
 
 
+class _NotEvaluated(Exception):
+    """Cancelled between training and evaluation."""
+
+
 @dataclass
 class Job:
     """One submitted job; read it through :meth:`JobQueue.snapshot` (a copy)."""
@@ -34,6 +39,7 @@ class Job:
     device: str
     evaluate: bool
     overrides: list[str]
+    reuse_eval: bool = False
     state: str = "queued"
     phase: str = ""
     message: str = ""
@@ -67,8 +73,12 @@ class JobQueue:
         self._ids = itertools.count(1)
 
     def submit(self, specs: list[str], *, budget: str = "quick", device: str = "cpu",
-               evaluate: bool = True, overrides: list[str] | None = None) -> Job:
+               evaluate: bool = True, overrides: list[str] | None = None,
+               reuse_eval: bool = False) -> Job:
         """Queue a job for ``specs`` (paths); checks the budget and device at once.
+
+        Each spec goes through :func:`evaluator.pipeline.evaluate.run_spec` (a finished
+        run is reused; its stored evaluation too with ``reuse_eval``).
 
         Raises:
             UserError: no specs, a missing file, an unknown budget or device.
@@ -88,7 +98,8 @@ class JobQueue:
         except ValueError as e:
             raise UserError(str(e)) from None
         job = Job(id=f"job{next(self._ids)}", specs=[str(s) for s in specs], budget=budget,
-                  device=dev, evaluate=evaluate, overrides=list(overrides or []))
+                  device=dev, evaluate=evaluate, overrides=list(overrides or []),
+                  reuse_eval=reuse_eval)
         with self._lock:
             self._jobs[job.id] = job
             q = self._queues.get(dev)
@@ -151,29 +162,37 @@ class JobQueue:
     def _run(self, job: Job) -> tuple[str, str]:
         from archspec import load_spec
         from evaluator.pipeline.budgets import apply_budget, get_budget
-        from evaluator.pipeline.evaluate import evaluate_run
+        from evaluator.pipeline.evaluate import run_spec
         from evaluator.store.rundir import RunDir
-        from evaluator.training.loop import train
 
         budget = get_budget(job.budget)
         for path in job.specs:
             spec = apply_budget(load_spec(path, overrides=job.overrides), budget)
-            run = RunDir.create(spec, self.root)
-            job.runs.append(str(run.path))
-            job.phase, job.total, job.step = f"train {spec.name}", spec.train.steps, 0
-            res = train(spec, run=run, device=job.device, resume=True, progress=False,
-                        on_step=self._on_step(job))
-            if res.status == "cancelled":
-                return "cancelled", f"{spec.name}: cancelled at step {res.step}; " \
+            job.runs.append(str(RunDir.create(spec, self.root).path))
+            try:
+                r = run_spec(spec, budget, self.root, device=job.device,
+                             evaluate=job.evaluate, reuse_eval=job.reuse_eval,
+                             on_step=self._on_step(job), on_phase=self._on_phase(job, spec))
+            except _NotEvaluated:
+                return "cancelled", f"{spec.name}: trained, not evaluated (cancelled)"
+            if r.status == "cancelled":
+                return "cancelled", f"{spec.name}: cancelled at step {r.step}; " \
                                     f"resumable (submit it again to continue)"
-            if res.status != "finished":
-                return "failed", f"{spec.name}: {res.reason}"
-            if job.evaluate:
+            if r.status != "finished":
+                return "failed", f"{spec.name}: {r.reason}"
+        return "finished", f"{len(job.specs)} spec(s) done"
+
+    @staticmethod
+    def _on_phase(job: Job, spec: Any):
+        def on_phase(phase: str) -> None:
+            if phase == "train":
+                job.phase, job.total, job.step = f"train {spec.name}", spec.train.steps, 0
+            else:
                 job.phase = f"evaluate {spec.name}"
                 if job.cancel_event.is_set():
-                    return "cancelled", f"{spec.name}: trained, not evaluated (cancelled)"
-                evaluate_run(run, budget, job.device)
-        return "finished", f"{len(job.specs)} spec(s) done"
+                    raise _NotEvaluated
+
+        return on_phase
 
     def _on_step(self, job: Job):
         from evaluator.training.loop import Cancelled
