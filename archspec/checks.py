@@ -7,7 +7,7 @@ entry-point group ``archsearch.checks``; each entry names a function
 evaluator declares its own in ``pyproject.toml``::
 
     [project.entry-points."archsearch.checks"]
-    evaluator = "evaluator.checks:check_spec"
+    evaluator = "evaluator.pipeline.checks:check_spec"
 
 A provider that fails to load, or no provider at all, is an error in every validation,
 never a silent skip: a missing check would let a bad spec through to ``train``.
@@ -49,10 +49,11 @@ def _installed_entry_points() -> list[md.EntryPoint]:
 def providers() -> tuple[tuple[tuple[str, Callable[[Any], Iterable[Problem]]], ...],
                          tuple[Problem, ...]]:
     """((name, check function) for each provider, problems loading them)."""
-    eps = _installed_entry_points()
-    # the source tree's own declarations count too (an editable install made before they
-    # were added has no metadata for them); installed ones win on equal names
-    eps += [ep for ep in _source_tree_entry_points() if ep.name not in {e.name for e in eps}]
+    # the source tree's own declarations count too, and win on equal names: an editable
+    # install's metadata can be older than the tree it points at (a provider moved since)
+    own = _source_tree_entry_points()
+    eps = [ep for ep in _installed_entry_points() if ep.name not in {e.name for e in own}]
+    eps += own
     found, problems = [], []
     for ep in sorted(eps, key=lambda e: e.name):
         try:

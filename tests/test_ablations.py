@@ -13,7 +13,7 @@ from archspec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS = ROOT / "examples" / "ablations"
-SCRIPT = ABLATIONS / "sampler_check.py"
+SCRIPT = ROOT / "benchmarks" / "sampler_check.py"
 
 
 def _script():
@@ -92,7 +92,7 @@ def test_every_table_names_existing_sweep_files():
 
 
 def test_short_budget_sweep_drops_the_reference_and_keeps_n(tmp_path):
-    from evaluator.evaluate import sampler_plan
+    from evaluator.pipeline.budgets import sampler_plan
     from evaluator.sweeps.spec import budget_of, load_sweep, resolve_rows
 
     path = _study().sweep_file("norm", tmp_path, short=True, warm_from=None)

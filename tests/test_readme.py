@@ -35,8 +35,8 @@ def test_readme_spec_is_the_example_file():
 def recipe(tmp_path, monkeypatch):
     """Import a README snippet as a module; undo its registrations afterwards."""
     from blocks import BLOCKS
-    from evaluator.datasets import DATASETS
-    from evaluator.metrics import METRICS
+    from evaluator.data.datasets import DATASETS
+    from evaluator.measure.registry import METRICS
 
     registries = (BLOCKS, METRICS, DATASETS)
     before = [set(r.names()) for r in registries]
@@ -72,7 +72,8 @@ def test_block_recipe(recipe):
 
 
 def test_metric_recipe(recipe):
-    from evaluator.evaluate import metric_columns, quality_metrics
+    from evaluator.measure.quality import quality_metrics
+    from evaluator.report.tables import metric_columns
 
     recipe("**A metric**", "readme_metric")
     samples, data = torch.full((4, 1, 8, 8), 0.5), torch.full((6, 1, 8, 8), -0.25)
@@ -82,7 +83,7 @@ def test_metric_recipe(recipe):
 
 
 def test_dataset_recipe(recipe):
-    from evaluator.datasets import load_dataset
+    from evaluator.data.datasets import load_dataset
 
     recipe("**A dataset**", "readme_data")
     tr, te = load_dataset("checker8"), load_dataset("checker8", split="test")

@@ -22,7 +22,7 @@ def spec_flops(spec) -> dict[str, float]:
     import torch
 
     from archspec import build_model
-    from evaluator.profile import count_flops
+    from evaluator.measure.profile import count_flops
 
     c, s = spec.image.channels, spec.image.size
     try:

@@ -9,8 +9,8 @@ import json
 from dataclasses import asdict
 
 from app.commands.spec import add_overrides
-from evaluator.profile import (BATCH, WIDTH, ModelProfile, compare_train_steps, diffusers_peer,
-                               profile_blocks, profile_model)
+from evaluator.measure.profile import (BATCH, WIDTH, ModelProfile, compare_train_steps,
+                                       diffusers_peer, profile_blocks, profile_model)
 
 def add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC",

@@ -68,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.steps={args.steps}")
     spec = load_spec(_spec_file(args.spec), overrides=overrides)
     _check_device(args.device)
-    from evaluator.train import train
+    from evaluator.training.loop import train
 
     res = train(spec, root=args.out, device=args.device, resume=args.resume,
                 progress=args.progress)
@@ -98,25 +98,21 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     from archspec.errors import UserError
-    from evaluator.runs import RunDir
+    from evaluator.store.rundir import RunDir
 
     run = RunDir.open(args.run)
     if args.steps < 1 or args.n < 1:
         raise UserError(f"--steps and --n must be >= 1 (got {args.steps}, {args.n})")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be in 0..2**63-1, got {args.seed}")
-    from blocks.registry import RegistryError
-    from evaluator.samplers import SAMPLERS
+    from evaluator.diffusion.samplers import check_sampler
 
-    try:
-        SAMPLERS.get(args.sampler)
-    except RegistryError as e:
-        raise UserError(f"{e} (available: {', '.join(SAMPLERS.names())})") from None
+    check_sampler(args.sampler)
     _check_device(args.device)
-    from evaluator.diffusion import NoiseSchedule
-    from evaluator.evaluate import save_grid
-    from evaluator.samplers import sample
-    from evaluator.train import load_trained
+    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.report.images import save_grid
+    from evaluator.diffusion.samplers import sample
+    from evaluator.store.checkpoints import load_trained
 
     model, spec = load_trained(run, args.device, ema=not args.raw)
     if args.steps > spec.diffusion.timesteps:
@@ -148,7 +144,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for s in args.specs:
         _spec_file(s)
     _check_device(args.device)
-    from evaluator.evaluate import evaluate, format_table
+    from evaluator.pipeline.evaluate import evaluate
+    from evaluator.report.tables import format_table
 
     rows = evaluate(args.specs, budget=args.budget, out=args.out, device=args.device,
                     overrides=args.override, progress=args.progress)
@@ -164,7 +161,7 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from evaluator.report import report
+    from evaluator.report.writers import report
 
     md, page = report(args.dir, args.out,
                       on_skip=lambda line: print(f"skipped: {line}", file=sys.stderr))

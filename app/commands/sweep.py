@@ -299,7 +299,7 @@ def _watch_status(study, ls) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     import json
 
-    from evaluator.runs import write_json
+    from evaluator.store.atomic import write_json
     from evaluator.sweeps.analysis import analyze, format_text, write_html
 
     study, ls = _open(args)

@@ -22,7 +22,7 @@ def build_app(results: str | Path = "results", workspace: str | Path | None = No
 
     from app.gui import editor, results as results_tab, side_by_side, train
     from app.gui.common import Context
-    from evaluator.workspace import workspace_dir
+    from evaluator.store.workspace import workspace_dir
 
     root = Path(results)
     ctx = Context(root=root, workspace=Path(workspace) if workspace else workspace_dir(root),

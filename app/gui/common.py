@@ -34,13 +34,13 @@ class Context:
     @property
     def jobs(self):
         if self._jobs is None:
-            from evaluator.jobs import JobQueue
+            from evaluator.pipeline.jobs import JobQueue
             self._jobs = JobQueue(self.root)
         return self._jobs
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, path) of every run: ``name/hash (status)``."""
-        from evaluator.runs import list_runs
+        from evaluator.store.rundir import list_runs
 
         out = []
         for r in list_runs(self.root):
@@ -50,7 +50,7 @@ class Context:
 
     def spec_choices(self) -> list[tuple[str, str]]:
         """(label, path) of the example specs and the workspace's specs."""
-        from evaluator.workspace import list_specs
+        from evaluator.store.workspace import list_specs
 
         out = []
         for p in list_specs(EXAMPLES, self.workspace):

@@ -96,7 +96,7 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
 
         from archspec import build_model
         from archspec.locate import check_text, format_problems
-        from evaluator.profile import profile_model
+        from evaluator.measure.profile import profile_model
 
         progress(0.05, desc="validating")
         spec, probs = check_text(text or "")
@@ -116,7 +116,7 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
 
     @ui_errors
     def do_save(text, fname):
-        from evaluator.workspace import save_text
+        from evaluator.store.workspace import save_text
 
         p = save_text(ctx.workspace, fname, text or "")
         return f"saved `{p}`", gr.update(choices=ctx.spec_choices())

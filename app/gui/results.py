@@ -18,7 +18,7 @@ SORTABLE = ["name", "hash", "status", "dataset", "params", "steps", "loss_drop",
 
 def table(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
     """Columns (the fixed ones, then every ``best FD`` column seen, then path) and values."""
-    from evaluator.runs import RUN_COLUMNS
+    from evaluator.store.queries import RUN_COLUMNS
 
     extra = sorted({k for r in rows for k in r if k.startswith("best ")})
     cols = [*RUN_COLUMNS, *extra, "path"]
@@ -88,7 +88,7 @@ def build(ctx: Context) -> None:
 
     @ui_errors
     def do_query(t, st, sb, d):
-        from evaluator.runs import query_runs
+        from evaluator.store.queries import query_runs
 
         rows = query_runs(ctx.root, t or "", st or None, sb or "name", bool(d))
         cols, values = table(rows)
@@ -96,8 +96,10 @@ def build(ctx: Context) -> None:
 
     @ui_errors
     def do_plots(t, st):
-        from evaluator.report import loss_figure, quality_figure, quality_metric, spectra_figure
-        from evaluator.runs import RunDir, query_runs
+        from evaluator.report.figures import (loss_figure, quality_figure, quality_metric,
+                                              spectra_figure)
+        from evaluator.store.queries import query_runs
+        from evaluator.store.rundir import RunDir
 
         rows = query_runs(ctx.root, t or "", st or None)
         rs = [RunDir(Path(r["path"])) for r in rows]

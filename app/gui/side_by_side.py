@@ -28,7 +28,7 @@ SETTLE_TOL = 0.02
 
 def _metrics_md(run) -> str:
     """The run's metrics.json results as a small table: FD-*, FID, KID, LPIPS, NFE, ms/NFE."""
-    from evaluator.runs import eval_rows
+    from evaluator.store.queries import eval_rows
 
     rows = eval_rows(run)
     if not rows:
@@ -61,7 +61,7 @@ def image_html(images, caption: str) -> str:
     pixelated at the panel's width."""
     from PIL import Image
 
-    from evaluator.trajectory import image_grid
+    from evaluator.report.images import image_grid
 
     buf = io.BytesIO()
     Image.fromarray(image_grid(images, scale=1)).save(buf, format="png")
@@ -75,7 +75,7 @@ def render_step(trajs: list, k: int, only_step: bool = False) -> list[Any]:
     """Every panel's outputs at step ``k`` (1-based, clamped to 1..NFE), then the panel
     columns' visibility (layout blocks: not part of the API's outputs). ``only_step``
     leaves what does not depend on the step (metrics, visibility) as it is."""
-    from evaluator.trajectory import data_statistics, settle_step, step_statistics
+    from evaluator.measure.step_spectra import data_statistics, settle_step, step_statistics
 
     out: list[Any] = []
     for i in range(MAX_PANELS):
@@ -107,7 +107,7 @@ def build(ctx: Context) -> None:
         runs = gr.Dropdown(choices=choices, multiselect=True, max_choices=MAX_PANELS,
                            label="runs (2-4)", value=[c[1] for c in choices[:2]], scale=4)
         refresh = gr.Button("refresh runs", scale=1)
-    from evaluator.samplers import SAMPLERS
+    from evaluator.diffusion.samplers import SAMPLERS
 
     with gr.Row():
         sampler = gr.Dropdown(choices=SAMPLERS.names(), value="ddim", label="sampler")
@@ -139,7 +139,7 @@ def build(ctx: Context) -> None:
 
     @ui_errors
     def do_sample(run_paths, sampler_, steps_, seed_, n_, clip_):
-        from evaluator.trajectory import sample_side_by_side
+        from evaluator.pipeline.side_by_side import sample_side_by_side
 
         if not run_paths:
             raise gr.Error("choose 1-4 runs")
@@ -166,7 +166,7 @@ def build(ctx: Context) -> None:
     def do_grid(k, trajs):
         from PIL import Image
 
-        from evaluator.trajectory import image_grid
+        from evaluator.report.images import image_grid
 
         if not trajs:
             raise gr.Error("sample first")

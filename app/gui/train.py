@@ -27,7 +27,7 @@ def build(ctx: Context) -> None:
     with gr.Row():
         pick = gr.Dropdown(choices=specs, multiselect=True, label="specs", scale=4,
                            allow_custom_value=True)
-        from evaluator.datasets import DATASETS
+        from evaluator.data.datasets import DATASETS
 
         dataset = gr.Dropdown(choices=["(spec's)", *DATASETS.names()], value="(spec's)",
                               label="dataset")

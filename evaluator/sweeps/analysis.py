@@ -233,7 +233,7 @@ def _eval_settings(study: Any, ls: Any) -> dict[str, Any] | None:
     completed trial's run; every row is evaluated under the same budget)."""
     from optuna.trial import TrialState
 
-    from evaluator.runs import read_json
+    from evaluator.store.atomic import read_json
     from evaluator.sweeps.spec import budget_of
 
     budget = budget_of(ls.sweep).name
@@ -347,7 +347,7 @@ def write_html(res: dict[str, Any], figs: dict[str, Any], path: str | Path) -> P
     """A self-contained HTML page: tables and the three charts (plotly.js inlined)."""
     from plotly.offline import get_plotlyjs
 
-    from evaluator.runs import atomic_write
+    from evaluator.store.atomic import atomic_write
 
     def table(rows: list[list[str]]) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])

@@ -346,7 +346,7 @@ def _design_rows(ls: LoadedSweep) -> None:
 def budget_of(sweep: Sweep):
     """The :class:`evaluator.evaluate.Budget`; a custom one is named by its settings'
     digest so that its results are stored (and reused) apart from other budgets."""
-    from evaluator.evaluate import Budget, get_budget
+    from evaluator.pipeline.budgets import Budget, get_budget
 
     if isinstance(sweep.budget, str):
         return get_budget(sweep.budget)
@@ -362,7 +362,7 @@ def resolve(ls: LoadedSweep, labels: dict[str, str], repeat: int = 0) -> Any:
 
     Raises :class:`SpecError` with the spec's problems."""
     from archspec import spec_from_dict
-    from evaluator.evaluate import apply_budget
+    from evaluator.pipeline.budgets import apply_budget
 
     sw = ls.sweep
     overrides = list(sw.overrides)
@@ -406,7 +406,8 @@ def _check_loss(spec: Any) -> None:
     pixel-domain loss), found here with a zero batch instead of after training starts."""
     import torch
 
-    from evaluator.diffusion import NoiseSchedule, diffusion_loss
+    from evaluator.diffusion.losses import diffusion_loss
+    from evaluator.diffusion.schedules import NoiseSchedule
 
     loss = spec.diffusion.loss
     if loss.freq_weighting == "snr":
@@ -443,7 +444,7 @@ def check_combinations(ls: LoadedSweep) -> list[list[int]]:
 def resolve_rows(ls: LoadedSweep, repeat: int = 0) -> list[Row]:
     """Every row to check (see :func:`check_combinations`) resolved and validated, the
     problems collected per row."""
-    from evaluator.runs import hash_spec
+    from evaluator.store.rundir import hash_spec
 
     out = []
     for i, idx in enumerate(check_combinations(ls)):
@@ -472,7 +473,7 @@ def check_rows(ls: LoadedSweep) -> list[Row]:
 
 def _check_objective_sampler(ls: LoadedSweep, rows: list[Row]) -> None:
     """The objective's (sampler, steps) must be in every row's evaluation plan."""
-    from evaluator.evaluate import check_samplers, sampler_plan
+    from evaluator.pipeline.budgets import check_samplers, sampler_plan
 
     budget = budget_of(ls.sweep)
     problems = []

@@ -5,7 +5,7 @@ inlined) as a study user attribute, so a worker anywhere needs only the storage 
 study name. Each row x repeat of a fixed design (taguchi, grid) is enqueued once with
 ``enqueue_trial``; workers run them with :class:`EnqueuedOnlySampler`, which refuses to
 invent parameters. A trial trains and evaluates the row's resolved spec through
-``evaluator.evaluate`` (``ensure_trained``, ``evaluate_run``): runs are keyed by spec hash,
+``evaluator.pipeline.evaluate.run_spec``: runs are keyed by spec hash,
 so an identical spec reuses the finished run.
 
 Storages:
@@ -235,8 +235,8 @@ def estimate_seconds(model: Any, spec: Any, budget: Any) -> tuple[float, float]:
     """(train, sampling) seconds of one trial on this machine now: the profiled train-step
     time x steps, and forward time per sample x samples x model calls of the evaluation
     plan x seeds (metrics, start-up and the reuse of an unchanged run not included)."""
-    from evaluator.evaluate import eval_settings
-    from evaluator.profile import profile_model
+    from evaluator.pipeline.budgets import eval_settings
+    from evaluator.measure.profile import profile_model
 
     c, s = spec.image.channels, spec.image.size
     b = spec.train.batch_size
@@ -250,7 +250,7 @@ def estimate_seconds(model: Any, spec: Any, budget: Any) -> tuple[float, float]:
 def row_costs(ls: LoadedSweep) -> dict[int, float]:
     """Estimated seconds per design row (rows with the same spec share one profile)."""
     from archspec import build_model
-    from evaluator.runs import hash_spec
+    from evaluator.store.rundir import hash_spec
 
     cache: dict[str, float] = {}
     out = {}
@@ -331,28 +331,23 @@ def metric_value(metrics: dict[str, Any], m: Any, budget: str) -> float:
 def run_config(ls: LoadedSweep, labels: dict[str, str], repeat: int, out: str | Path,
                device: str) -> dict[str, Any]:
     """Train (or reuse) and evaluate one configuration; the values and user attributes."""
-    from evaluator.evaluate import ensure_trained, evaluate_run
-    from evaluator.runs import hash_spec
+    from evaluator.pipeline.evaluate import run_spec
+    from evaluator.store.rundir import hash_spec
 
     t0 = time.time()
     spec = resolve(ls, labels, repeat)
     budget = budget_of(ls.sweep)
     attrs: dict[str, Any] = {"spec_hash": hash_spec(spec), "levels": labels, "repeat": repeat}
     t1 = time.time()
-    run = ensure_trained(spec, out, device, progress=False)
-    attrs["run"] = str(run.path)
-    st = run.status()
-    if st.get("status") != "finished":
-        raise TrialFailed(f"training {st.get('status')}: {st.get('reason')}")
-    t2 = time.time()
-    metrics = run.metrics()
     # objectives read from training metrics alone (train.loss_last) need no sampling
     needs_eval = any(m.sampler for m in [ls.sweep.objective, *ls.sweep.secondary])
-    attrs["reused_eval"] = budget.name in metrics.get("eval", {})
-    if needs_eval and not attrs["reused_eval"]:
-        evaluate_run(run, budget, device, progress=False)
-        metrics = run.metrics()
-    t3 = time.time()
+    r = run_spec(spec, budget, out, device=device, evaluate=needs_eval, reuse_eval=True)
+    attrs["run"] = str(r.run.path)
+    if r.status != "finished":
+        raise TrialFailed(f"training {r.status}: {r.reason}")
+    t2, t3 = r.t_trained, r.t_evaluated
+    attrs["reused_eval"] = r.had_eval
+    metrics = r.run.metrics()
     value = metric_value(metrics, ls.sweep.objective, budget.name)
     if not math.isfinite(value):
         raise TrialFailed(f"{ls.sweep.objective.key} is {value}")

@@ -125,7 +125,7 @@ def table(name: str, out: Path) -> list[str]:
     """Markdown rows: the level (combination), seeds, then mean +- CI of every metric."""
     import itertools
 
-    from evaluator.evaluate import mean_ci
+    from evaluator.measure.stats import mean_ci
 
     done, ls = trials(name, out)
     keys = [ls.sweep.objective.key] + [m.key for m in ls.sweep.secondary]

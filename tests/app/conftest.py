@@ -19,7 +19,7 @@ def free_port() -> int:
 def two_runs(root):
     """Train two tiny digits runs (30 steps) that differ in their embedding width."""
     from archspec import spec_from_dict
-    from evaluator.train import train
+    from evaluator.training.loop import train
     from tests.evaluator.helpers import mini_spec
 
     runs = []
@@ -39,7 +39,8 @@ def served_app(tmp_path_factory):
     evaluated (quick budget), the second only trained."""
     from app.gui import build_app, launch
 
-    from evaluator.evaluate import evaluate_run, get_budget
+    from evaluator.pipeline.budgets import get_budget
+    from evaluator.pipeline.evaluate import evaluate_run
 
     root = tmp_path_factory.mktemp("app-results")
     runs = two_runs(root)

@@ -10,7 +10,7 @@ import yaml
 
 from app.cli import main
 from app.cli import COMMANDS
-from evaluator.runs import RunDir
+from evaluator.store.rundir import RunDir
 from tests.evaluator.helpers import mini_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def test_train_sample_report_round_trip(spec_file, tmp_path, capsys):
 
 
 def test_failed_training_exits_1_with_the_reason(spec_file, tmp_path, monkeypatch, capsys):
-    import evaluator.train as train_mod
+    import evaluator.training.loop as train_mod
 
     class Failed:
         status, step, reason, metrics = "failed", 4, "non-finite loss at step 4 (nan)", {}
@@ -189,7 +189,7 @@ def test_train_refuses_a_spec_its_dataset_does_not_fit(tmp_path, capsys):
 
 
 def test_internal_error_is_one_line_with_a_traceback_file(spec_file, monkeypatch, capsys):
-    import evaluator.train as train_mod
+    import evaluator.training.loop as train_mod
 
     def boom(*a, **k):
         raise RuntimeError("boom\nsecond line")

@@ -102,10 +102,10 @@ def test_side_by_side_and_slider(client, served_app):
     """Same initial noise, right shapes, NFE-long trajectories, slider k shows step k."""
     import torch
 
-    from evaluator.diffusion import NoiseSchedule
-    from evaluator.samplers import sample
-    from evaluator.train import load_trained
-    from evaluator.trajectory import image_grid
+    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.samplers import sample
+    from evaluator.store.checkpoints import load_trained
+    from evaluator.report.images import image_grid
 
     runs = served_app[2]
     paths = [str(r.path) for r in runs]
@@ -178,7 +178,7 @@ def test_job_submit_progress_cancel_resumable(client, served_app, tmp_path):
 
     import yaml
 
-    from evaluator.runs import RunDir
+    from evaluator.store.rundir import RunDir
     from tests.evaluator.helpers import mini_spec
 
     p = tmp_path / "job.yaml"

@@ -62,7 +62,7 @@ def test_measure_is_reported_with_delta():
 
 
 def test_run_folder_is_accepted(tmp_path):
-    from evaluator.runs import RunDir
+    from evaluator.store.rundir import RunDir
 
     run = RunDir.create(load_spec(TINY), tmp_path)
     d = diff_specs(load_for_diff(run.path), load_spec(TINY))

@@ -335,7 +335,7 @@ def test_folder_dataset_root_is_checked(image_folder, tmp_path):
     assert err.startswith("train.data_root: no images (.png")
     spec = spec_from_dict(minimal(**base, train={"dataset": "folder",
                                                  "data_root": str(image_folder)}))
-    from evaluator.datasets import spec_dataset
+    from evaluator.data.datasets import spec_dataset
 
     assert spec_dataset(spec, "train").images.shape[1:] == (3, 16, 16)
 
@@ -382,7 +382,7 @@ def test_the_evaluator_provider_is_declared_and_found():
     import archspec.checks as checks
 
     declared = {ep.name: ep.value for ep in checks._source_tree_entry_points()}
-    assert declared == {"evaluator": "evaluator.checks:check_spec"}
+    assert declared == {"evaluator": "evaluator.pipeline.checks:check_spec"}
     found, problems = checks.providers()
     assert not problems and "evaluator" in dict(found)
 

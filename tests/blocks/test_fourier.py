@@ -7,8 +7,9 @@ import torch
 
 from blocks import fourier, spectral
 from blocks.adapters import IRFFT2
-from evaluator import diffusion
-from evaluator.metrics import spectral as metrics_spectral
+from evaluator.diffusion.losses import FrequencySNR
+from evaluator.diffusion.schedules import NoiseSchedule
+from evaluator.measure import spectral as metrics_spectral
 
 
 def _int_offsets(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +82,9 @@ def test_power_spectrum_parseval_and_callers_share_it():
     p = fourier.power_spectrum(x)
     torch.testing.assert_close((p * fourier.rfft_multiplicity(8, 9)).sum((-2, -1)),
                                (x ** 2).sum((-2, -1)))
-    torch.testing.assert_close(diffusion.mean_power_spectrum(x), p.mean((0, 1)))
+    torch.testing.assert_close(FrequencySNR.from_data(x, NoiseSchedule("linear", 10)).power,
+                               p.mean((0, 1)))
     torch.testing.assert_close(metrics_spectral.power_spectrum(x, remove_mean=False), p)
-    assert torch.equal(diffusion.radial_bins(8, 9), metrics_spectral.radial_bins(8, 9))
 
 
 def test_from_dual_keeps_double_precision():

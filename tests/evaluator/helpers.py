@@ -32,7 +32,7 @@ def evaluate_in(root: Path, data: dict[str, Any]) -> tuple[Path, list[dict[str, 
     of its own under ``root``; returns (spec file, rows)."""
     import yaml
 
-    from evaluator.evaluate import evaluate
+    from evaluator.pipeline.evaluate import evaluate
 
     spec_file = root / "mini.yaml"
     spec_file.write_text(yaml.safe_dump(data))

@@ -8,10 +8,10 @@ import torch
 
 from archspec import spec_from_dict
 from archspec.errors import SpecError, UserError
-from evaluator.report import report
-from evaluator.runs import RunDir
-from evaluator.snapshots import list_snapshots, load_snapshot
-from evaluator.train import load_checkpoint
+from evaluator.report.writers import report
+from evaluator.store.rundir import RunDir
+from evaluator.store.snapshots import list_snapshots, load_snapshot
+from evaluator.store.checkpoints import load_checkpoint
 from tests.evaluator.helpers import evaluate_in, mini_spec
 
 CONV = {"every": 8, "sampler": "ddim", "steps": 5, "num_samples": 24, "seed": 3}
@@ -78,7 +78,7 @@ def test_bad_convergence_settings_are_located(conv, loc):
 
 
 def test_a_foreign_or_damaged_snapshot_is_refused(tmp_path):
-    from evaluator.runs import CorruptRunFile
+    from evaluator.store.atomic import CorruptRunFile
     bad = tmp_path / "ema_00000001.pt"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(CorruptRunFile):

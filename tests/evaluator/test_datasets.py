@@ -12,8 +12,8 @@ import torch
 
 from archspec.errors import UserError
 from blocks.registry import RegistryError
-from evaluator import datasets as ds
-from evaluator.datasets import DATASETS, load_dataset
+from evaluator.data import datasets as ds
+from evaluator.data.datasets import DATASETS, load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_import_is_cheap():
     # blocks/__init__ (which Registry lives under) imports torch itself; what these modules
     # add on top must not include any heavy library.
     code = ("import sys, blocks.registry; before = set(sys.modules); "
-            "import evaluator.datasets, evaluator.samplers; "
+            "import evaluator.data.datasets, evaluator.diffusion.samplers; "
             "new = set(sys.modules) - before; "
             "print(sorted(m for m in new if m.split('.')[0] in ('torch', 'numpy', 'sklearn', "
             "'skimage', 'diffusers', 'torchvision', 'PIL', 'scipy')))")
@@ -78,7 +78,7 @@ def test_synthetic8_spectrum_matches_theory():
 
 
 def test_synthetic8_radial_power_falls_off():
-    from evaluator.diffusion import radial_profile
+    from evaluator.diffusion.losses import radial_profile
 
     radial = radial_profile(torch.from_numpy(ds.synthetic8_expected_power()))
     measured = radial_profile(torch.fft.rfft2(load_dataset("synthetic8").images.double(),
@@ -230,7 +230,7 @@ def test_folder_errors(tmp_path):
 DATASET_MODULE = '''
 import torch
 
-from evaluator.datasets import ImageData, register_dataset
+from evaluator.data.datasets import ImageData, register_dataset
 
 
 @register_dataset("test_checker8", image_shape=(1, 8, 8))
@@ -248,7 +248,7 @@ def test_a_dataset_registered_from_a_new_module_is_usable_by_specs(tmp_path, mon
     import importlib
 
     from archspec import spec_from_dict
-    from evaluator.train import train
+    from evaluator.training.loop import train
     from tests.evaluator.helpers import mini_spec
 
     (tmp_path / "my_dataset.py").write_text(DATASET_MODULE)

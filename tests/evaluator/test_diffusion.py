@@ -8,9 +8,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from archspec.spec import DiffusionSpec, LossSpec
-from evaluator.diffusion import (FrequencySNR, NoiseSchedule, describe_loss, diffusion_loss,
-                                 frequency_weight, mean_power_spectrum, radial_bins,
-                                 radial_profile, rfft_multiplicity, time_weight)
+from blocks import fourier
+from evaluator.diffusion.losses import (FrequencySNR, describe_loss, diffusion_loss,
+                                        frequency_weight, radial_profile, time_weight)
+from evaluator.diffusion.schedules import NoiseSchedule
 
 
 @pytest.mark.parametrize("kind,diffusers_name", [("linear", "linear"),
@@ -88,7 +89,7 @@ def test_snr_and_float_timesteps():
 
 def test_multiplicity_counts_full_spectrum():
     for h, w in [(8, 8), (6, 7), (5, 4)]:
-        assert rfft_multiplicity(h, w).sum().item() == h * w
+        assert fourier.rfft_multiplicity(h, w).sum().item() == h * w
 
 
 @pytest.mark.parametrize("hw", [(8, 8), (6, 7)])
@@ -112,7 +113,7 @@ def test_fourier_uniform_loss_equals_pixel_loss(hw):
 def test_power_law_weights_mean_one_and_single_bin_loss():
     loss = LossSpec(domain="fourier", freq_weighting="power_law", power_law_alpha=2.0)
     f = frequency_weight((8, 8), loss)[0, 0]
-    m = rfft_multiplicity(8, 8)
+    m = fourier.rfft_multiplicity(8, 8, dtype=torch.float32)
     assert (m * f).sum().item() == pytest.approx(64.0)
     # An error that is one pure cosine at frequency (0, 2) is weighted by 2^-2 / norm.
     y, x = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
@@ -178,7 +179,7 @@ def test_pixel_domain_rejects_frequency_weights():
 # --------------------------------------------------------------------------- frequency SNR
 
 def test_frequency_snr_formula_and_weights():
-    from evaluator.datasets import load_dataset, synthetic8_expected_power
+    from evaluator.data.datasets import load_dataset, synthetic8_expected_power
 
     s = NoiseSchedule("cosine", 1000)
     fs = FrequencySNR.from_data(load_dataset("synthetic8").images, s)
@@ -193,7 +194,7 @@ def test_frequency_snr_formula_and_weights():
                                atol=0.0)
     loss = LossSpec(domain="fourier", freq_weighting="snr")
     f = frequency_weight((8, 8), loss, t, fs)
-    m = rfft_multiplicity(8, 8)
+    m = fourier.rfft_multiplicity(8, 8, dtype=torch.float32)
     torch.testing.assert_close((m * f).sum(dim=(-2, -1)).flatten(), torch.full((2,), 64.0))
     ratio = snr / (1 + snr)
     torch.testing.assert_close(f / f[..., :1, :1], ratio / ratio[..., :1, :1])
@@ -204,7 +205,7 @@ def test_frequency_snr_formula_and_weights():
 def test_radial_profile_against_loop():
     x = torch.rand(3, 8, 5, dtype=torch.float64)
     prof = radial_profile(x)
-    bins, m = radial_bins(8, 8), rfft_multiplicity(8, 8).double()
+    bins, m = fourier.radial_bins(8, 8), fourier.rfft_multiplicity(8, 8).double()
     for b in range(prof.shape[-1]):
         sel = bins == b
         ref = (x[:, sel] * m[sel]).sum(-1) / m[sel].sum()
@@ -213,8 +214,8 @@ def test_radial_profile_against_loop():
 
 def test_power_spectrum_parseval():
     x = torch.randn(10, 2, 8, 8)
-    p = mean_power_spectrum(x)
-    torch.testing.assert_close((rfft_multiplicity(8, 8).double() * p).sum(),
+    p = FrequencySNR.from_data(x, NoiseSchedule("linear", 10)).power
+    torch.testing.assert_close((fourier.rfft_multiplicity(8, 8) * p).sum(),
                                x.double().pow(2).sum(dim=(2, 3)).mean(), rtol=1e-6, atol=0.0)
 
 

@@ -9,11 +9,13 @@ import pytest
 
 from archspec import spec_from_dict, spec_hash
 from archspec.errors import UserError
-from evaluator.evaluate import (
-    BUDGETS, Budget, apply_budget, check_samplers, eval_settings, evaluate, format_table,
-    mean_ci, sampler_plan,
-)
-from evaluator.runs import RunDir, read_json
+from evaluator.measure.stats import mean_ci
+from evaluator.pipeline.budgets import (BUDGETS, Budget, apply_budget, check_samplers,
+                                        eval_settings, sampler_plan)
+from evaluator.pipeline.evaluate import evaluate
+from evaluator.report.tables import format_table
+from evaluator.store.atomic import read_json
+from evaluator.store.rundir import RunDir
 from tests.evaluator.helpers import evaluate_in, mini_spec
 
 MINI = mini_spec()
@@ -105,13 +107,13 @@ def test_evaluate_trains_samples_and_measures(evaluated):
 
 def test_evaluate_reuses_a_finished_run(evaluated, monkeypatch):
     root, spec_file, rows = evaluated
-    import evaluator.train as train_mod
+    import evaluator.training.loop as train_mod
 
     def no_training(*a, **k):
         raise AssertionError("a finished run must not be trained again")
 
     monkeypatch.setattr(train_mod, "train", no_training)
-    from evaluator.evaluate import ensure_trained
+    from evaluator.pipeline.evaluate import ensure_trained
     from archspec import load_spec
     run = ensure_trained(load_spec(spec_file), root / "results", "cpu", False)
     assert str(run.path) == rows[0]["run"]
@@ -148,7 +150,7 @@ def test_evaluate_table_columns_come_from_the_metric_registry(evaluated, monkeyp
     for name in ("FID", "KID", "LPIPS-diversity"):
         assert any(line.startswith(f"{name}: unavailable:") for line in lines), name
     # a metric registered later gets its column without touching evaluate
-    from evaluator.metrics import METRICS, register_metric
+    from evaluator.measure.registry import METRICS, register_metric
 
     register_metric("test_mean", inputs=("samples",), columns=("sample-mean",))(
         lambda samples: {"metric": "sample-mean", "value": float(samples.mean()),
@@ -156,7 +158,8 @@ def test_evaluate_table_columns_come_from_the_metric_registry(evaluated, monkeyp
     try:
         import torch
 
-        from evaluator.evaluate import metric_columns, quality_metrics
+        from evaluator.measure.quality import quality_metrics
+        from evaluator.report.tables import metric_columns
         x = torch.full((4, 1, 8, 8), 0.25)
         res = {m["metric"]: m for m in quality_metrics(x, torch.zeros(4, 1, 8, 8), None)}
         assert res["sample-mean"]["value"] == pytest.approx(0.25)
@@ -170,8 +173,8 @@ def test_report_of_real_evaluate_output_embeds_only_evaluated_grids(evaluated, t
     import base64
 
     from app.cli import main
-    from evaluator.evaluate import fmt_metric
-    from evaluator.report import report
+    from evaluator.report.tables import fmt_metric
+    from evaluator.report.writers import report
 
     root, _, rows = evaluated
     run = RunDir.open(rows[0]["run"])
@@ -199,7 +202,7 @@ def test_report_of_real_evaluate_output_embeds_only_evaluated_grids(evaluated, t
 
 
 def test_evaluate_shows_one_bar_over_settings_including_the_ddpm_reference(evaluated, capsys):
-    from evaluator.evaluate import evaluate_run
+    from evaluator.pipeline.evaluate import evaluate_run
 
     _, _, rows = evaluated
     run = RunDir.open(rows[0]["run"])
@@ -214,8 +217,9 @@ def test_evaluate_shows_one_bar_over_settings_including_the_ddpm_reference(evalu
 
 
 def test_every_evaluated_setting_records_its_per_band_error(evaluated):
-    from evaluator.evaluate import Budget, evaluate_run
-    from evaluator.metrics.spectral import band_errors
+    from evaluator.pipeline.budgets import Budget
+    from evaluator.pipeline.evaluate import evaluate_run
+    from evaluator.measure.spectral import band_errors
 
     run = RunDir.open(evaluated[2][0]["run"])
     for r in evaluated[2]:  # the fixture's full evaluation: two seeds per setting

@@ -10,7 +10,7 @@ import torch
 from scipy import linalg
 from scipy.ndimage import gaussian_filter
 
-from evaluator.metrics import features as F
+from evaluator.measure import features as F
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Data:
 @pytest.fixture(scope="module")
 def split():
     """(train ImageData, test images, test labels) of the project's digits dataset."""
-    from evaluator.datasets import load_dataset
+    from evaluator.data.datasets import load_dataset
 
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
     assert train.labels is not None and train.name == "digits"

@@ -12,7 +12,7 @@ import torch_fidelity
 import torch_fidelity.feature_extractor_inceptionv3 as tfi
 from scipy import linalg
 
-from evaluator.metrics import fidelity as fm
+from evaluator.measure import fidelity as fm
 
 
 def _no_download(*args, **kwargs):

@@ -9,9 +9,10 @@ import yaml
 
 from archspec import spec_from_dict
 from archspec.errors import UserError
-from evaluator.jobs import JobQueue
-from evaluator.runs import RunDir
-from evaluator.train import load_checkpoint, train
+from evaluator.pipeline.jobs import JobQueue
+from evaluator.store.rundir import RunDir
+from evaluator.store.checkpoints import load_checkpoint
+from evaluator.training.loop import train
 from tests.evaluator.helpers import mini_spec
 
 STEPS = 400

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch.nn import functional as F
 
-from evaluator.metrics import lpips_metric as L
+from evaluator.measure import lpips_metric as L
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import torch
 from archspec import build_model, spec_from_dict
 from app.cli import main
 from archspec.loading import parse_text
-from evaluator.profile import count_flops, interleaved_median_ms, peak_memory_mb, profile_blocks
+from evaluator.measure.profile import (count_flops, interleaved_median_ms, peak_memory_mb,
+                                       profile_blocks)
 from tests.conftest import MINIMAL, SPECS
 
 CONV = MINIMAL.replace("    y: {block: irfft2, in: [f]}\n",
@@ -49,7 +50,7 @@ def test_profile_json_fields(capsys):
 
 
 def test_profile_blocks_ratio_is_block_time_over_conv_time(monkeypatch):
-    import evaluator.profile as prof
+    import evaluator.measure.profile as prof
 
     calls = []
 

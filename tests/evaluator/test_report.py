@@ -10,9 +10,10 @@ import torch
 
 from archspec import spec_from_dict
 from archspec.errors import UserError
-from evaluator.evaluate import save_grid
-from evaluator.report import collect, report
-from evaluator.runs import RunDir, write_json
+from evaluator.report.images import save_grid
+from evaluator.report.writers import collect, report
+from evaluator.store.atomic import write_json
+from evaluator.store.rundir import RunDir
 
 
 def _spec(name: str, width: int):

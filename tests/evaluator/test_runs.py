@@ -8,7 +8,8 @@ import yaml
 
 from archspec import canonical, spec_from_dict, spec_hash
 from archspec.errors import UserError
-from evaluator.runs import RunDir, list_runs, read_json, write_json
+from evaluator.store.atomic import read_json, write_json
+from evaluator.store.rundir import RunDir, list_runs
 
 
 def mini_spec(name: str = "mini", **train):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from archspec import spec_from_dict
-from evaluator.runs import RunDir, eval_rows, query_runs
+from evaluator.store.queries import eval_rows, query_runs
+from evaluator.store.rundir import RunDir
 from tests.evaluator.helpers import mini_spec
 
 

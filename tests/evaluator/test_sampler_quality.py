@@ -21,7 +21,7 @@ import torch
 
 from archspec import spec_from_dict
 from archspec.spec import EvaluateSpec
-from evaluator.samplers import SAMPLERS, sample
+from evaluator.diffusion.samplers import SAMPLERS, sample
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +54,10 @@ CASES = [(n, DEFAULT_CLIP if DEFAULT_CLIP in SAMPLERS.get(n).extra["clip"] else 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from evaluator.datasets import load_dataset
-    from evaluator.diffusion import NoiseSchedule
-    from evaluator.evaluate import feature_extractor
-    from evaluator.train import train
+    from evaluator.data.datasets import load_dataset
+    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.measure.quality import feature_extractor
+    from evaluator.training.loop import train
 
     spec = spec_from_dict(SPEC)
     res = train(spec, root=tmp_path_factory.mktemp("runs"), device="cpu", progress=False)
@@ -71,7 +71,7 @@ def trained(tmp_path_factory):
 
 
 def _fd(trained, sampler: str, steps: int, clip: str) -> float:
-    from evaluator.metrics.features import fd_kd
+    from evaluator.measure.features import fd_kd
 
     model, schedule, reference, extractor = trained
     res = sample(model, schedule, sampler=sampler, steps=steps, n=N, shape=(1, 8, 8), seed=0,

@@ -8,8 +8,8 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
                        HeunDiscreteScheduler)
 
 from archspec.errors import UserError
-from evaluator.diffusion import NoiseSchedule
-from evaluator.samplers import SAMPLERS, build_scheduler, initial_noise, sample
+from evaluator.diffusion.schedules import NoiseSchedule
+from evaluator.diffusion.samplers import SAMPLERS, build_scheduler, initial_noise, sample
 
 SHAPE = (1, 8, 8)
 STD = 0.5   # data ~ N(0, STD^2 I)
@@ -204,7 +204,7 @@ def test_every_sampler_reproduces_the_data_variance(schedule, name):
 
 
 PLUGIN = """
-from evaluator.samplers import noise_like, register_function
+from evaluator.diffusion.samplers import noise_like, register_function
 
 
 @register_function("plugin-euler-ancestral", doc="Euler ancestral in sigma", stochastic=True)
@@ -286,7 +286,7 @@ def test_clip_policies_configure_exact_operations(schedule):
 
 def test_unsupported_policy_or_prediction_is_clear(schedule):
     model = GaussianEps(schedule, STD)
-    with pytest.raises(UserError, match="'euler'.*does not support clip policy 'dynamic'.*ddim"):
+    with pytest.raises(UserError, match="'euler'.*cannot apply clip policy 'dynamic'.*ddim"):
         sample(model, schedule, sampler="euler", steps=2, n=1, shape=SHAPE, seed=0,
                clip="dynamic")
     with pytest.raises(UserError, match="'pndm' does not support prediction 'x0'"):

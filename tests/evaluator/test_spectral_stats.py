@@ -9,7 +9,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_digits
 
-from evaluator.metrics import spectral as sp
+from blocks import fourier
+from evaluator.measure import spectral as sp
 
 
 def _grating(size: int, ky: int, kx: int, phase: float = 0.3) -> torch.Tensor:
@@ -27,7 +28,7 @@ def digits() -> torch.Tensor:
 
 def test_rfft_weights_count_every_full_fft_coefficient_once():
     for h, w in [(8, 8), (7, 9), (6, 5), (16, 10)]:
-        assert float(sp.rfft_weights(h, w).sum()) == h * w
+        assert float(fourier.rfft_multiplicity(h, w).sum()) == h * w
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 8, 8), (2, 3, 7, 9), (4, 1, 16, 10)])
@@ -43,7 +44,7 @@ def test_radius_matches_numpy_full_fft_frequencies():
     h, w = 6, 9
     fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
     full = np.sqrt(fy ** 2 + fx ** 2)[:, : w // 2 + 1]
-    np.testing.assert_allclose(sp.frequency_radius(h, w).numpy(), full)
+    np.testing.assert_allclose(fourier.frequency_radius(h, w).numpy(), full)
 
 
 @pytest.mark.parametrize("ky,kx", [(0, 3), (3, 0), (3, 4), (-3, 4), (5, 5)])

@@ -86,7 +86,7 @@ def test_a_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_pa
                                                                            monkeypatch):
     import torch
 
-    import evaluator.train as train_mod
+    import evaluator.training.loop as train_mod
 
     real_train = train_mod.train
 

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from archspec import spec_from_dict
-from evaluator import train as train_mod
-from evaluator.runs import RunDir
-from evaluator.train import EMA, load_checkpoint, loss_summary, train
+from evaluator.training import loop as train_mod
+from evaluator.store.rundir import RunDir
+from evaluator.store.checkpoints import load_checkpoint
+from evaluator.training.ema import EMA
+from evaluator.training.loop import loss_summary, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -262,7 +264,7 @@ import sys, time, torch
 torch.set_num_threads(1)
 sys.path[:0] = [{repo!r}, {tests!r}]
 from test_train import Tiny, make_data, make_loss, make_spec
-from evaluator.train import train
+from evaluator.training.loop import train
 root, slow, resume = sys.argv[1], sys.argv[2] == "slow", sys.argv[3] == "resume"
 spec = make_spec(steps=20, checkpoint_every=5)
 torch.manual_seed(0)

@@ -7,10 +7,12 @@ import torch
 
 from archspec import spec_from_dict
 from archspec.errors import UserError
-from evaluator.samplers import initial_noise
-from evaluator.train import train
-from evaluator.trajectory import (band_energy_per_step, default_bands, image_grid,
-                                  sample_side_by_side, settle_step, step_statistics)
+from evaluator.diffusion.samplers import initial_noise
+from evaluator.training.loop import train
+from evaluator.measure.step_spectra import (band_energy_per_step, default_bands, settle_step,
+                                            step_statistics)
+from evaluator.pipeline.side_by_side import sample_side_by_side
+from evaluator.report.images import image_grid
 from tests.evaluator.helpers import mini_spec
 
 

@@ -8,9 +8,10 @@ import yaml
 from archspec import build_model, spec_from_dict, spec_hash
 from archspec.errors import SpecError
 from evaluator.device import seed_everything
-from evaluator.runs import RunDir
-from evaluator.snapshots import warm_start
-from evaluator.train import load_checkpoint, train
+from evaluator.store.rundir import RunDir
+from evaluator.training.warm_start import warm_start
+from evaluator.store.checkpoints import load_checkpoint
+from evaluator.training.loop import train
 from tests.evaluator.helpers import mini_spec
 
 
@@ -99,7 +100,7 @@ def test_cli_validate_reports_a_missing_run_with_its_path_and_exit_2(tmp_path, c
 def test_a_warm_started_run_stays_readable_after_its_source_is_gone(tmp_path):
     import shutil
 
-    from evaluator.train import load_trained
+    from evaluator.store.checkpoints import load_trained
 
     src = train(spec_from_dict(mini_spec(train={"steps": 3})), root=tmp_path / "a",
                 device="cpu", progress=False).run

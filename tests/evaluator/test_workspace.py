@@ -6,7 +6,7 @@ import os
 import pytest
 
 from archspec.errors import UserError
-from evaluator.workspace import list_specs, resolve_in_workspace, save_text
+from evaluator.store.workspace import list_specs, resolve_in_workspace, save_text
 
 
 def test_save_inside(tmp_path):
