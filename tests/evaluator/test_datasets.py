@@ -13,6 +13,7 @@ import torch
 from archspec.errors import UserError
 from blocks.registry import RegistryError
 from evaluator.data import datasets as ds
+from evaluator.data import registry
 from evaluator.data.datasets import DATASETS, load_dataset
 
 
@@ -20,7 +21,7 @@ from evaluator.data.datasets import DATASETS, load_dataset
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHSEARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ARCHSEARCH_CIFAR10", raising=False)
-    ds._load_cached.cache_clear()
+    registry._load_cached.cache_clear()
 
 
 def test_registry_names_and_suggestions():
@@ -59,7 +60,7 @@ def test_synthetic8_shape_range_seed():
     assert a.images.abs().max() <= 1.0
     assert not torch.equal(a.images[:1024], b.images)
     assert not torch.equal(a.images, c.images)
-    ds._load_cached.cache_clear()
+    registry._load_cached.cache_clear()
     assert torch.equal(load_dataset("synthetic8", seed=0).images, a.images)
     assert a.hash != c.hash and a.hash != b.hash and len(a.hash) == 16
 

@@ -11,9 +11,10 @@ from scipy.io import wavfile
 
 from archspec import SpecError, spec_from_dict
 from archspec.errors import UserError
-from evaluator import datasets as ds
-from evaluator import spectro
-from evaluator.datasets import DATASETS, load_dataset
+from evaluator.data import datasets as ds
+from evaluator.data import registry
+from evaluator.data import spectro
+from evaluator.data.datasets import DATASETS, load_dataset
 from tests.evaluator.helpers import mini_spec
 
 SR, S = spectro.SAMPLE_RATE, 32
@@ -27,7 +28,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def splits():
-    ds._load_cached.cache_clear()
+    registry._load_cached.cache_clear()
     return load_dataset("spectro32", split="train"), load_dataset("spectro32", split="test")
 
 
@@ -60,7 +61,7 @@ def test_registered_with_the_stated_splits(splits):
 
 def test_deterministic_and_train_test_disjoint(splits):
     train, test = splits
-    ds._load_cached.cache_clear()
+    registry._load_cached.cache_clear()
     assert torch.equal(load_dataset("spectro32", split="test").images, test.images)
     other_seed = load_dataset("spectro32", split="test", seed=1).images
     assert not torch.equal(other_seed, test.images)
@@ -240,7 +241,7 @@ def test_validate_checks_spectro32_shape():
 # --------------------------------------------------------------------------- FD-spectro32
 
 def test_fd_spectro32_is_finite_and_grows_for_corrupted_spectrograms(tmp_path):
-    from evaluator.metrics import features as F
+    from evaluator.measure import features as F
 
     # a tiny extractor (40 steps on 500 clips, seconds on CPU) trained on family labels
     train = load_dataset("spectro32", n=500)

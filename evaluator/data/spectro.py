@@ -26,7 +26,7 @@ split, family) has its own generator stream (``numpy`` ``SeedSequence`` entropy
 not depend on how many clips the other families have.
 
 Importing this module is cheap (numpy and scipy are imported inside the functions), since
-:mod:`evaluator.datasets` imports it to register the two datasets.
+:mod:`evaluator.data.datasets` imports it to register the two datasets.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from archspec.errors import UserError
-from evaluator.datasets import SPLITS, ImageData, _split_indices, register_dataset
+from evaluator.data.registry import SPLITS, ImageData, _split_indices, register_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
