@@ -39,6 +39,12 @@ Spectral attention blocks exist only for the ``complex`` domain; in ``dual`` sta
 unet runs them between the exact, parameter-free ``from_dual``/``to_dual`` adapters
 (``Stage.att_into``/``att_back``), so a dual spec can name the same attention block as its
 complex twin and the two models hold the same state dict but for the head.
+
+A built unet describes itself: :meth:`UNet.stages` lists every stage in run order (id,
+block and its parameters, domain, shape, parameter count) and ``UNet.skips`` its skip
+connections; :func:`describe_unet` gives the same without allocating weights. The graph
+view and the stability monitor read these, never the builder's internals. Stage
+parameters are canonical (:mod:`blocks.unet_params`): a default written out is left out.
 """
 from __future__ import annotations
 

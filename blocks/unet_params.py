@@ -70,13 +70,13 @@ def canonical_params(block: str, params: dict[str, Any], role: str,
         fields = model.model_fields
         stand_in = {k: v for k, v in (known or {}).items()
                     if k in fields and k not in params and fields[k].is_required()}
-        read = model(**params, **stand_in).model_dump(mode="json")
+        read = model(**params, **stand_in).model_dump()
     except Exception:  # noqa: BLE001 - reported, with its location, when the unet is built
         return dict(params)
     out = {}
     for k, raw in params.items():
-        if k not in fields or not isinstance(read.get(k), (int, float, bool, str)):
-            out[k] = raw  # an alias, or a value the model turns into a structure
+        if k not in fields or type(read.get(k)) not in (int, float, bool, str):
+            out[k] = raw  # an alias, or a value the model reads as a structure or an enum
         elif k in FILLS[role] or fields[k].is_required() or not _same(
                 read[k], fields[k].get_default(call_default_factory=True)):
             out[k] = read[k]
@@ -84,7 +84,7 @@ def canonical_params(block: str, params: dict[str, Any], role: str,
 
 
 def _same(a: Any, b: Any) -> bool:
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
+    return a == b and isinstance(a, bool) == isinstance(b, bool)  # True == 1 in Python
 
 
 def _canonical_part(part: Any, role: str, known: dict[str, Any]) -> Any:
