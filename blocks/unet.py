@@ -263,7 +263,8 @@ class _Builder:
                 raise ValueError(f"unet: {d} stages need a square image, got {height}x{width}")
         self.att_lvls = set(p.attention_levels)
         need_att = bool(self.att_lvls) or p.mid_attention
-        self.enc_a = attention_entry(self.enc.attention, self.enc_d, "encoder") if need_att else None
+        self.enc_a = attention_entry(self.enc.attention, self.enc_d, "encoder") if need_att \
+            else None
         self.dec_a = attention_entry(self.dec.attention, self.dec_d, "decoder") if self.att_lvls \
             else None
         self.widths = [p.channels * m for m in p.channel_mult]
