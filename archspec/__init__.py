@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Problem", "SPEC_VERSION", "Spec", "SpecError", "UserError", "ValidatedSpec", "arch_hash",
-    "build_model", "canonical", "ensure_validated", "json_schema", "load_spec",
+    "build_model", "canonical", "ensure_validated", "json_schema", "load_spec", "rehash",
     "registry_version", "spec_from_dict", "spec_hash", "validated",
 ]
 
@@ -98,8 +98,16 @@ def build_model(spec: Spec):
 
 
 def canonical(spec: Spec) -> dict[str, Any]:
-    """The fully resolved spec: vars substituted, every default filled (JSON types)."""
-    params = validated(spec).params
+    """The fully resolved spec: vars substituted, every default filled (JSON types).
+
+    Node parameters are read through each block's parameter model; a unet's stage
+    parameters too, where a value equal to its default is left out (see
+    :func:`blocks.unet_params.canonical_params`), so writing a default never changes it.
+    """
+    return _canonical(spec, validated(spec).params)
+
+
+def _canonical(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
     data = spec.model_dump(mode="json", by_alias=True)
     # unset optional fields are left out: keeps hashes from before each field existed
     for section, key in (("train", "data_root"), ("train", "init_from"),
@@ -117,18 +125,49 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _spec_digest(data: dict[str, Any]) -> str:
+    return _digest({k: v for k, v in data.items() if k not in ("name", "description", "vars")})
+
+
+def _arch_digest(data: dict[str, Any]) -> str:
+    return _digest({"image": data["image"], "model": data["model"]})
+
+
 def spec_hash(spec: Spec) -> str:
     """Hash of everything that changes a run: the canonical form minus labels and vars."""
-    data = canonical(spec)
-    for key in ("name", "description", "vars"):
-        data.pop(key, None)
-    return _digest(data)
+    return _spec_digest(canonical(spec))
 
 
 def arch_hash(spec: Spec) -> str:
     """Hash of the architecture alone (image shape and model graph)."""
-    data = canonical(spec)
-    return _digest({"image": data["image"], "model": data["model"]})
+    return _arch_digest(canonical(spec))
+
+
+def rehash(resolved: dict[str, Any], *, arch: bool = False) -> str:
+    """The spec hash (``arch=True``: the architecture hash) that a stored resolved spec has
+    under the current canonical form, for re-keying results stored by an older toolkit.
+
+    ``resolved`` is a run's ``spec.resolved.json`` (:func:`canonical` as it was then). Its
+    schema and block parameters are validated, which is all the canonical form depends on;
+    the graph is not built. Pure: no files, no random numbers, ``resolved`` is not changed.
+    Since unet stage parameters became canonical, a spec whose ``encoder``/``decoder``/
+    ``head`` params (or their ``attention``/``resample`` params) wrote a block default, or
+    wrote a float parameter as an integer, hashes differently; every other spec keeps its
+    hash: ``rehash(old) == old_hash``.
+
+    Raises:
+        SpecError: ``resolved`` is not a valid spec's schema or block parameters.
+    """
+    from archspec.loading import plain, resolve_vars, upgrade
+    from archspec.validate import check_blocks, check_schema
+
+    spec, _bad, problems = check_schema(resolve_vars(upgrade(plain(resolved))))
+    if not problems:
+        params, problems = check_blocks(spec)
+    if problems:
+        raise SpecError(problems)
+    data = _canonical(spec, params)
+    return _arch_digest(data) if arch else _spec_digest(data)
 
 
 def registry_version() -> str:

@@ -1,14 +1,20 @@
 """A validated spec as a networkx graph (for drawing, diffing, analysis).
 
 Nodes carry ``block``, ``family``, ``domain`` (of the node's output), ``shape`` and
-``params`` (parameter count); edges carry the ``domain`` and ``shape`` of the tensor they
-move. With ``expand_unet=True`` every ``unet`` composite is replaced by its stages
-(stem, encoder levels, middle, decoder levels, head) with the skip connections, as
-:func:`blocks.unet.build_unet` lays them out; stage shapes are (channels, H, W) of the
-implied spatial grid.
+``params`` (parameter count); a ``unet`` node also carries ``domains``, the domains its
+stages compute in (``["complex"]`` for a spectral unet, ``["complex", "real"]`` for a
+hybrid), so a drawing can tell them apart. Edges carry the ``domain`` and ``shape`` of the
+tensor they move. With ``expand_unet=True`` every ``unet`` composite is replaced by its
+stages as the unet itself describes them (:meth:`blocks.unet.UNet.stages`): stem, encoder
+levels, middle, decoder levels, head, with the skip connections; each stage node has its
+own parameter count (they add up to the unet's), the stage block and its parameters, and
+its shape, (channels, H, W) of the implied spatial grid.
 """
 from __future__ import annotations
 
+import copy
+import json
+from dataclasses import asdict
 from typing import Any
 
 import networkx as nx
@@ -18,6 +24,7 @@ def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
     """The spec's node graph with domains and shapes (validates the spec if needed)."""
     import blocks
     from archspec import ensure_validated
+    from blocks.unet import stage_domains
 
     v = ensure_validated(spec).validated
     g = nx.DiGraph(name=spec.name)
@@ -31,80 +38,59 @@ def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
         for i, src in enumerate(spec.model.nodes[nid].in_):
             g.add_edge(src, nid, domain=g.nodes[src]["domain"], shape=g.nodes[src]["shape"],
                        slot=i)
-    if expand_unet:
-        for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
-            _expand(g, nid, v.params[nid], spec)
+    for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
+        g.nodes[nid]["domains"] = sorted(set(stage_domains(v.params[nid])))
+        if expand_unet:
+            _expand(g, nid, *unet_stages(v.params[nid], _image(spec), _emb_dim(spec, nid)))
     return g
 
 
-def unet_stages(p: Any, image: tuple[int, int, int]) -> tuple[list[dict], list[tuple]]:
+def unet_stages(p: Any, image: tuple[int, int, int], emb_dim: int = 16
+                ) -> tuple[list[dict], list[tuple[str, str]]]:
     """(stages in run order, skip edges) of a unet with params ``p`` on ``image``.
 
-    Each stage is ``{"id", "label", "domain", "shape", "depth"}`` (depth: the level, so
-    drawings can make the U); skip edges are (encoder stage id,
-    decoder stage id) pairs, in the order the decoder pops them.
+    Each stage is a dict of :class:`blocks.unet.StageInfo` (``id``, ``block``, ``params``,
+    ``attention``, ``attention_params``, ``domain``, ``shape``, ``depth``, ``n_params``,
+    ``label``); ``depth`` is the level, so drawings can make the U. Skip edges are
+    (encoder stage id, decoder stage id) pairs, in the order the decoder takes them.
+    ``emb_dim`` is the time embedding's width (it sizes the stages' embedding layers).
     """
-    import blocks
-    from blocks.unet import RESAMPLE, _decoder, _stage_domain
+    key = (json.dumps(p.model_dump(mode="json"), sort_keys=True), tuple(image), emb_dim)
+    if key not in _STAGES:  # the app redraws one spec often; building costs ~0.1-1 s
+        from blocks import TensorSpec
+        from blocks.unet import describe_unet
 
-    c_in, h, w = image
-    e, d = p.encoder, _decoder(p)
-    enc, dec = _stage_domain(blocks.get(e.block)), _stage_domain(blocks.get(d.block))
-
-    def label(half: Any, with_att: bool) -> str:
-        return half.block + (f" + {half.attention.block}" if with_att and half.attention
-                             else "")
-
-    down = e.resample.block if e.resample else RESAMPLE[enc][0]
-    up = d.resample.block if d.resample else RESAMPLE[dec][1]
-    widths = [p.channels * m for m in p.channel_mult]
-    levels = len(widths)
-    stages: list[dict] = [{"id": "stem", "label": f"to {enc}", "domain": enc,
-                           "shape": (c_in, h, w), "depth": 0}]
-    skips, pairs = [], []
-    for lvl in range(levels):
-        size = (h // 2 ** lvl, w // 2 ** lvl)
-        for i in range(p.blocks_per_level):
-            sid = f"enc{lvl}.{i}"
-            stages.append({"id": sid, "label": label(e, lvl in p.attention_levels),
-                           "domain": enc,
-                           "shape": (widths[lvl], *size), "depth": lvl})
-            skips.append(sid)
-        if lvl < levels - 1:
-            stages.append({"id": f"down{lvl}", "label": down, "domain": enc,
-                           "shape": (widths[lvl], size[0] // 2, size[1] // 2),
-                           "depth": lvl + 0.5})
-    bottom = (h // 2 ** (levels - 1), w // 2 ** (levels - 1))
-    for i in range(2):
-        stages.append({"id": f"mid{i}", "label": label(e, i == 0 and p.mid_attention),
-                       "domain": enc,
-                       "shape": (widths[-1], *bottom), "depth": levels})
-    for lvl in reversed(range(levels)):
-        size = (h // 2 ** lvl, w // 2 ** lvl)
-        for i in range(p.blocks_per_level):
-            sid = f"dec{lvl}.{i}"
-            stages.append({"id": sid, "label": label(d, lvl in p.attention_levels),
-                           "domain": dec, "shape": (widths[lvl], *size), "depth": lvl})
-            pairs.append((skips.pop(), sid))
-        if lvl > 0:
-            stages.append({"id": f"up{lvl}", "label": up, "domain": dec,
-                           "shape": (widths[lvl], size[0] * 2, size[1] * 2),
-                           "depth": lvl - 0.5})
-    stages.append({"id": "head", "label": p.head.block if p.head else "GroupNorm-SiLU-conv",
-                   "domain": "real",
-                   "shape": (p.out_channels or c_in, h, w), "depth": 0})
-    return stages, pairs
+        stages, skips = describe_unet(p, TensorSpec("real", tuple(image)),
+                                      TensorSpec("embed", (emb_dim,)))
+        _STAGES[key] = [asdict(s) for s in stages], skips
+        while len(_STAGES) > 16:
+            _STAGES.pop(next(iter(_STAGES)))
+    stages, skips = _STAGES[key]
+    return copy.deepcopy(stages), list(skips)
 
 
-def _expand(g: nx.DiGraph, nid: str, params: Any, spec: Any) -> None:
-    img = (spec.image.channels, spec.image.size, spec.image.size)
+_STAGES: dict[tuple, tuple[list[dict], list[tuple[str, str]]]] = {}
+
+
+def _image(spec: Any) -> tuple[int, int, int]:
+    return spec.image.channels, spec.image.size, spec.image.size
+
+
+def _emb_dim(spec: Any, nid: str) -> int:
+    """Width of the embedding a unet node reads (its second input)."""
+    src = spec.model.nodes[nid].in_[1]
+    return int(spec.validated.shapes[src].shape[0])
+
+
+def _expand(g: nx.DiGraph, nid: str, stages: list[dict], skips: list[tuple[str, str]]) -> None:
     preds = list(g.in_edges(nid, data=True))
     succs = list(g.out_edges(nid, data=True))
-    stages, skips = unet_stages(params, img)
     ids = [f"{nid}.{s['id']}" for s in stages]
     for s, sid in zip(stages, ids):
         g.add_node(sid, block=s["label"], family="unet stage", domain=s["domain"],
-                   shape=s["shape"], params=0, output=False, parent=nid, depth=s["depth"])
+                   shape=tuple(s["shape"]), params=s["n_params"], output=False, parent=nid,
+                   depth=s["depth"], stage_block=s["block"], block_params=s["params"],
+                   attention=s["attention"], attention_params=s["attention_params"])
     for a, b in zip(ids, ids[1:]):
         g.add_edge(a, b, domain=g.nodes[a]["domain"], shape=g.nodes[a]["shape"], slot=0)
     for a, b in skips:
@@ -118,7 +104,6 @@ def _expand(g: nx.DiGraph, nid: str, params: Any, spec: Any) -> None:
             g.add_edge(src, t, **d)
     head = ids[-1]
     g.nodes[head]["output"] = g.nodes[nid].get("output", False)
-    g.nodes[head]["params"] = g.nodes[nid]["params"]  # the composite's total, shown once
     for _, dst, d in succs:
         g.add_edge(head, dst, **d)
     g.remove_node(nid)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from typing import Any
 
 import networkx as nx
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from archspec.errors import Problem, SpecError
 from archspec.loading import short, short_id
+from archspec.messages import MEANT, pydantic_problems
 from archspec.spec import MAX_ID, NodeSpec, Spec, ValidatedSpec
 from blocks.registry import RegistryError, suggest
 
@@ -25,91 +25,6 @@ DEFAULT_MEMORY_BUDGET_GB = 16.0   # estimated training memory a spec may ask for
 SHAPE_BATCH = 2                    # batch used for meta-device shape inference
 _NODE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_CYCLES = 5                     # cycles reported; finding each is linear in the edges
-
-
-# --------------------------------------------------------------------------- pydantic errors
-def _fmt_loc(prefix: str, loc: tuple) -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            part = short_id(part)
-            out = f"{out}.{part}" if out else part
-    return out
-
-
-def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
-    """Field names of the pydantic model found by following ``loc`` from ``model``."""
-    ann: Any = model
-    for key in loc:
-        origin = typing.get_origin(ann)
-        if origin in (dict, list):
-            ann = typing.get_args(ann)[-1]
-            continue
-        if isinstance(ann, type) and issubclass(ann, BaseModel) and key in ann.model_fields:
-            ann = ann.model_fields[key].annotation
-        else:
-            return []
-    while typing.get_origin(ann) in (dict, list):
-        ann = typing.get_args(ann)[-1]
-    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
-
-
-def _fmt_error(err: dict, model: type[BaseModel], prefix: str) -> Problem:
-    loc = tuple(err["loc"])
-    kind, ctx = err["type"], err.get("ctx") or {}
-    got = err.get("input")
-    shown = short(got)
-    if kind == "extra_forbidden":
-        fields = _fields_at(model, loc[:-1])
-        msg = f"unknown key{suggest(str(loc[-1])[:100], fields)}; allowed: {', '.join(fields)}"
-    elif kind == "missing":
-        msg = "required"
-    elif kind in _TYPE_MESSAGES:
-        msg = f"{_TYPE_MESSAGES[kind]}, got {_got(got)}"
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-              "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()))
-        msg = f"expected {op} {bound}, got {shown}"
-    elif kind == "literal_error":
-        msg = f"expected {ctx.get('expected')}, got {shown}"
-    elif kind == "string_pattern_mismatch" and loc == ("name",):
-        msg = (f"must be usable as a folder name: letters, digits, '_', '.', '-', not "
-               f"starting with '.' or '-'; got {shown}")
-    else:
-        msg = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {shown}"
-    return Problem(_fmt_loc(prefix, loc), msg)
-
-
-# Pydantic's wording for type errors, said plainly (its "valid integer" for 32.5 reads
-# "got a number with a fractional part, got 32.5").
-_TYPE_MESSAGES = {
-    "int_type": "must be an integer", "int_from_float": "must be an integer",
-    "int_parsing": "must be an integer", "float_type": "must be a number",
-    "float_parsing": "must be a number", "finite_number": "must be a finite number",
-    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
-    "string_type": "must be text", "list_type": "must be a list",
-    "dict_type": "must be a mapping", "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-}
-
-
-def _got(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f"text {short(v)}"
-    if v is None:
-        return "null"
-    if isinstance(v, (list, dict)):
-        return "a list" if isinstance(v, list) else "a mapping"
-    return short(v)
-
-
-def pydantic_problems(e: ValidationError, model: type[BaseModel], prefix: str = "") -> list:
-    return [_fmt_error(err, model, prefix) for err in e.errors()]
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -199,7 +114,7 @@ def check_blocks(spec: Spec) -> tuple[dict[str, BaseModel], list[Problem]]:
         try:
             params[nid] = entry.params(**node.params)
         except ValidationError as e:
-            problems.extend(pydantic_problems(e, entry.params, loc))
+            problems.extend(pydantic_problems(e, entry.params, loc, keys=("block", "in")))
     return params, problems
 
 
@@ -234,40 +149,80 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
     order: specs that differ only in the order nodes are written have the same hash and
     must build the same modules from the same random stream.
     """
-    import blocks
-
     nodes, out = spec.model.nodes, spec.model.output
-    g, problems = nx.DiGraph(), []
+    g, problems = nx.DiGraph(), _id_problems(nodes)
     g.add_nodes_from(nodes)
     names = [n for n in nodes if len(n) <= MAX_ID][:1000]
+    miskeyed = False
+    for nid, node in nodes.items():
+        miskeyed |= _miskeyed_in(node)
+        problems += _edges(g, nid, node, nodes, names, len(problems))
+    problems += _io_problems(nodes, out, names)
+    problems += _cycles(g)
+    if problems or miskeyed:  # a node's inputs written under another key: nothing reaches
+        return None, problems  # it, so what is unused cannot be told yet
+    problems = _reach_problems(g, nodes, out)
+    if problems:
+        return None, problems
+    return list(nx.lexicographical_topological_sort(g)), []
+
+
+def _id_problems(nodes: dict[str, NodeSpec]) -> list[Problem]:
+    out = []
     for nid in nodes:
         if len(nid) > MAX_ID:
-            problems.append(Problem(f"model.nodes.{short_id(nid)}", f"node id is {len(nid)} "
-                                    f"characters long; the limit is {MAX_ID}"))
+            out.append(Problem(f"model.nodes.{short_id(nid)}", f"node id is {len(nid)} "
+                               f"characters long; the limit is {MAX_ID}"))
         elif not _NODE_ID.fullmatch(nid):
-            problems.append(Problem(f"model.nodes.{short_id(nid)}", "node ids are identifiers"
-                                    " of letters, digits and '_', not starting with a digit "
-                                    f"(at most {MAX_ID} characters); got {short(nid)}"))
-    for nid, node in nodes.items():
-        loc = f"model.nodes.{short_id(nid)}"
-        try:
-            lo, hi = blocks.get(node.block).input_range()
-        except RegistryError:
-            lo, hi = 0, None  # reported by the block layer
-        n = len(node.in_)
-        if n < lo or (hi is not None and n > hi):
-            want = f"{lo}" if lo == hi else f"{lo} to {hi if hi is not None else 'any number'}"
-            problems.append(Problem(f"{loc}.in", f"block {node.block!r} takes {want} inputs, "
-                                    f"got {n}"))
-        for i, src in enumerate(node.in_):
-            if src not in nodes:
-                # close matches cost a string comparison per node: only for the first few
-                hint = suggest(src[:100], names) if len(problems) < 20 else ""
-                problems.append(Problem(f"{loc}.in[{i}]", f"unknown node {short(src)}{hint}"))
-            elif src == nid:
-                problems.append(Problem(f"{loc}.in[{i}]", "a node cannot read itself"))
-            else:
-                g.add_edge(src, nid)
+            out.append(Problem(f"model.nodes.{short_id(nid)}", "node ids are identifiers"
+                               " of letters, digits and '_', not starting with a digit "
+                               f"(at most {MAX_ID} characters); got {short(nid)}"))
+    return out
+
+
+def _miskeyed_in(node: NodeSpec) -> bool:
+    """The node wrote its inputs under another key (``inputs:``), which the block layer
+    reports with a hint; unless its block really has a parameter of that name."""
+    import blocks
+
+    try:
+        fields = blocks.get(node.block).params.model_fields
+    except RegistryError:
+        fields = {}
+    return not node.in_ and any(MEANT.get(k) == "in" and k not in fields
+                                for k in node.params)
+
+
+def _edges(g: "nx.DiGraph", nid: str, node: NodeSpec, nodes: dict[str, NodeSpec],
+           names: list[str], found: int) -> list[Problem]:
+    """Add the node's input edges to ``g``; problems with its inputs (``found``: how many
+    problems there are already, so close matches stay bounded)."""
+    import blocks
+
+    loc, out = f"model.nodes.{short_id(nid)}", []
+    try:
+        lo, hi = blocks.get(node.block).input_range()
+    except RegistryError:
+        lo, hi = 0, None  # reported by the block layer
+    n = len(node.in_)
+    if (n < lo or (hi is not None and n > hi)) and not _miskeyed_in(node):
+        want = f"{lo}" if lo == hi else f"{lo} to {hi if hi is not None else 'any number'}"
+        out.append(Problem(f"{loc}.in", f"block {node.block!r} takes {want} inputs, got {n}"))
+    for i, src in enumerate(node.in_):
+        if src not in nodes:
+            # close matches cost a string comparison per node: only for the first few
+            hint = suggest(src[:100], names) if found + len(out) < 20 else ""
+            out.append(Problem(f"{loc}.in[{i}]", f"unknown node {short(src)}{hint}"))
+        elif src == nid:
+            out.append(Problem(f"{loc}.in[{i}]", "a node cannot read itself"))
+        else:
+            g.add_edge(src, nid)
+    return out
+
+
+def _io_problems(nodes: dict[str, NodeSpec], out: str, names: list[str]) -> list[Problem]:
+    """One image input, at most one timestep, and an output that is a computed node."""
+    problems = []
     inputs = [n for n, node in nodes.items() if node.block == "input"]
     if len(inputs) != 1:
         shown = ", ".join(short_id(n) for n in inputs[:5])
@@ -278,9 +233,17 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
     if out not in nodes:
         problems.append(Problem("model.output", f"unknown node {short(out)}"
                                 f"{suggest(out[:100], names)}"))
-    problems += _cycles(g)
-    if problems:
-        return None, problems
+    elif nodes[out].block == "input":
+        problems.append(Problem("model.output", f"{short(out)} is the input node: the model "
+                                "would return its input unchanged and has no trainable "
+                                "parameters; set model.output to the node that makes the "
+                                "prediction"))
+    return problems
+
+
+def _reach_problems(g: "nx.DiGraph", nodes: dict[str, NodeSpec], out: str) -> list[Problem]:
+    """Every node feeds the output, and the output depends on the input image."""
+    problems = []
     used = nx.ancestors(g, out) | {out}
     unused = [nid for nid in nodes if nid not in used]
     for nid in unused[:20]:
@@ -288,12 +251,11 @@ def check_graph(spec: Spec) -> tuple[list[str] | None, list[Problem]]:
                                 f"unused: its value never reaches the output {short(out)}"))
     if len(unused) > 20:
         problems.append(Problem("model.nodes", f"... and {len(unused) - 20} more unused nodes"))
+    inputs = [n for n, node in nodes.items() if node.block == "input"]
     if inputs and inputs[0] not in used:
         problems.append(Problem("model.output", f"{short(out)} does not depend on the input "
                                 "image"))
-    if problems:
-        return None, problems
-    return list(nx.lexicographical_topological_sort(g)), []
+    return problems
 
 
 def _cycles(g: "nx.DiGraph") -> list[Problem]:

@@ -20,6 +20,7 @@ from blocks import time  # noqa: F401,E402
 from blocks import unet  # noqa: F401,E402
 from blocks import complex  # noqa: F401,E402
 from blocks import dual  # noqa: F401,E402
+from blocks import twins  # noqa: F401,E402  (registers the complex and dual blocks)
 from blocks import spectral  # noqa: F401,E402
 from blocks import attention  # noqa: F401,E402
 from blocks import heads  # noqa: F401,E402

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from blocks.core import BlockParams, NoParams, TensorSpec, odd_kernel, register_block
-from blocks.spectral_pool import SpectralDown, SpectralPoolParams, SpectralUp
+from blocks.core import BlockParams, odd_kernel
+from blocks.spectral_pool import SpectralDown, SpectralUp
 
 ConvMode = Literal["native", "gauss", "block"]
 # Fastest exact form measured on the shared 2-core CPU (fwd+bwd, C=32..64, 8x8 and 32x32,
@@ -418,169 +418,13 @@ class ComplexResBlock(nn.Module):
         return self.skip(x) + h
 
 
-# ----------------------------------------------------------------------------- registration
-# One module-level decorator per block. Each has a dual twin in blocks/dual.py that takes
-# the same parameter model, so a spec swaps one for the other by changing the name only.
-def _channels(inputs: list[TensorSpec]) -> int:
-    """Complex channel count of the first input (half the stacked channels for dual)."""
-    c = inputs[0].shape[0]
-    if inputs[0].domain == "dual":
-        if c % 2:
-            raise ValueError(f"dual input needs an even channel count (re then im), got {c}")
-        return c // 2
-    return c
-
-
-def build_conv(cls: type, p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
-    kw = p.model_dump()
-    return cls(in_channels=_channels(inputs), out_channels=kw.pop("channels"), **kw)
-
-
-def build_layer(cls: type, p: BlockParams, inputs: list[TensorSpec], *,
-                per_channel: bool) -> nn.Module:
-    kw = p.model_dump()
-    if per_channel:
-        kw["num_channels"] = _channels(inputs)
-    return cls(**kw)
-
-
-def build_resblock(cls: type, p: BlockParams, inputs: list[TensorSpec]) -> nn.Module:
-    emb_dim = inputs[1].shape[0] if len(inputs) > 1 else None
-    return cls(in_channels=_channels(inputs), emb_dim=emb_dim, **p.model_dump())
-
-
-def example(domain: str, key: str) -> tuple[dict, list[TensorSpec]]:
-    """One small valid configuration of a block (C=8 complex channels, 8x8 image)."""
-    x = [TensorSpec(domain, (16 if domain == "dual" else 8, 8, 5))]
-    cfg: dict[str, tuple[dict, list[TensorSpec]]] = {
-        "conv": ({"channels": 4}, x), "linear": ({"channels": 4}, x),
-        "conv_transpose": ({"channels": 4}, x), "batch_norm": ({}, x),
-        "group_norm": ({"groups": 4}, x), "modrelu": ({"bias_init": -0.1}, x),
-        "crelu": ({}, x), "zrelu": ({}, x), "cardioid": ({}, x), "dropout": ({"p": 0.2}, x),
-        "resblock": ({"channels": 4, "groups": 2, "dropout": 0.1},
-                     [*x, TensorSpec("embed", (16,))]),
-        "down": ({}, x), "up": ({}, x)}
-    return cfg[key]
-
-
-@register_block("complex_conv", params=ComplexConvParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_conv",
-                example=example("complex", "conv"))
-def _complex_conv(p: ComplexConvParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Complex convolution ``W * z`` with ``W = Wr + i Wi`` (Trabelsi et al. 2018)."""
-    return build_conv(ComplexConv2d, p, inputs)
-
-
-@register_block("complex_linear", params=ComplexLinearParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_linear",
-                example=example("complex", "linear"))
-def _complex_linear(p: ComplexLinearParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Complex channel mixing ``y[o] = sum_i W[o, i] z[i] + b[o]`` (a complex 1x1 conv)."""
-    return build_conv(ComplexLinear, p, inputs)
-
-
-@register_block("complex_conv_transpose", params=ComplexConvTransposeParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_conv_transpose",
-                example=example("complex", "conv_transpose"))
-def _complex_conv_transpose(p: ComplexConvTransposeParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Stride-2 complex transposed convolution: 2x upsampling of the (H, W') grid it sees."""
-    return build_conv(ComplexConvTranspose2d, p, inputs)
-
-
-@register_block("complex_batch_norm", params=BatchNormParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_batch_norm",
-                example=example("complex", "batch_norm"))
-def _complex_batch_norm(p: BatchNormParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Covariance-whitening complex batch norm (Trabelsi et al. 2018, sec. 3.5)."""
-    return build_layer(ComplexBatchNorm2d, p, inputs, per_channel=True)
-
-
-@register_block("complex_group_norm", params=GroupNormParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_group_norm",
-                example=example("complex", "group_norm"))
-def _complex_group_norm(p: GroupNormParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Magnitude-RMS group norm: ``z / sqrt(mean_group |z|^2 + eps) * g + b``."""
-    return build_layer(ComplexGroupNorm, p, inputs, per_channel=True)
-
-
-@register_block("modrelu", params=ModReLUParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_modrelu",
-                example=example("complex", "modrelu"))
-def _modrelu(p: ModReLUParams, inputs: list[TensorSpec]) -> nn.Module:
-    """modReLU ``relu(|z| + b) * z / |z|``, learnable bias per channel (Arjovsky et al. 2016)."""
-    return build_layer(ModReLU, p, inputs, per_channel=True)
-
-
-@register_block("crelu", params=NoParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_crelu",
-                example=example("complex", "crelu"))
-def _crelu(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
-    """CReLU ``relu(Re z) + i relu(Im z)`` (Trabelsi et al. 2018)."""
-    return build_layer(CReLU, p, inputs, per_channel=False)
-
-
-@register_block("zrelu", params=NoParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_zrelu",
-                example=example("complex", "zrelu"))
-def _zrelu(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
-    """zReLU: ``z`` where ``0 <= arg z <= pi/2`` (first quadrant), else 0 (Guberman 2016)."""
-    return build_layer(ZReLU, p, inputs, per_channel=False)
-
-
-@register_block("cardioid", params=NoParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_cardioid",
-                example=example("complex", "cardioid"))
-def _cardioid(p: NoParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Cardioid ``(1 + cos arg z) / 2 * z`` (Virtue et al. 2017, "Better than Real")."""
-    return build_layer(Cardioid, p, inputs, per_channel=False)
-
-
-@register_block("complex_dropout", params=DropoutParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_dropout",
-                example=example("complex", "dropout"))
-def _complex_dropout(p: DropoutParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Drops whole complex entries (one mask for re and im), scaled by ``1/(1-p)``."""
-    return build_layer(ComplexDropout, p, inputs, per_channel=False)
-
-
-@register_block("complex_resblock", params=ResBlockParams, takes=("complex", "embed?"),
-                gives="complex", family="complex", twin="dual_resblock",
-                example=example("complex", "resblock"))
-def _complex_resblock(p: ResBlockParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Complex residual block: norm-act-conv, time shift, norm-act-dropout-conv, 1x1 skip."""
-    return build_resblock(ComplexResBlock, p, inputs)
-
-
-@register_block("spectral_down", params=SpectralPoolParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_down",
-                example=example("complex", "down"))
-def _spectral_down(p: SpectralPoolParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Spectral pooling (Rippel et al. 2015) on complex rfft2 spectra; see spectral_down."""
-    return build_layer(SpectralDown, p, inputs, per_channel=False)
-
-
-@register_block("spectral_up", params=SpectralPoolParams, takes=("complex",),
-                gives="complex", family="complex", twin="dual_up",
-                example=example("complex", "up"))
-def _spectral_up(p: SpectralPoolParams, inputs: list[TensorSpec]) -> nn.Module:
-    """Spectral zero-padding upsampling, right inverse of SpectralDown; see spectral_up."""
-    return build_layer(SpectralUp, p, inputs, per_channel=False)
-
-
 def _linear_op(x: Tensor, w: Tensor) -> Tensor:
     return F.conv2d(x, w[:, :, None, None])
 
 
-# Block keys shared by the two layouts (tests pair twins with them).
+# Block keys shared with the dual twins; blocks/twins.py registers both layouts from them.
 CLASSES: dict[str, type] = {
     "conv": ComplexConv2d, "linear": ComplexLinear, "conv_transpose": ComplexConvTranspose2d,
     "batch_norm": ComplexBatchNorm2d, "group_norm": ComplexGroupNorm, "modrelu": ModReLU,
     "crelu": CReLU, "zrelu": ZReLU, "cardioid": Cardioid, "dropout": ComplexDropout,
     "resblock": ComplexResBlock, "down": SpectralDown, "up": SpectralUp}
-NAMES: dict[str, str] = {
-    "conv": "complex_conv", "linear": "complex_linear",
-    "conv_transpose": "complex_conv_transpose", "batch_norm": "complex_batch_norm",
-    "group_norm": "complex_group_norm", "modrelu": "modrelu", "crelu": "crelu",
-    "zrelu": "zrelu", "cardioid": "cardioid", "dropout": "complex_dropout",
-    "resblock": "complex_resblock", "down": "spectral_down", "up": "spectral_up"}
-

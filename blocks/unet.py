@@ -39,157 +39,26 @@ Spectral attention blocks exist only for the ``complex`` domain; in ``dual`` sta
 unet runs them between the exact, parameter-free ``from_dual``/``to_dual`` adapters
 (``Stage.att_into``/``att_back``), so a dual spec can name the same attention block as its
 complex twin and the two models hold the same state dict but for the head.
+
+A built unet describes itself: :meth:`UNet.stages` lists every stage in run order (id,
+block and its parameters, domain, shape, parameter count) and ``UNet.skips`` its skip
+connections; :func:`describe_unet` gives the same without allocating weights. The graph
+view and the stability monitor read these, never the builder's internals. Stage
+parameters are canonical (:mod:`blocks.unet_params`): a default written out is left out.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
 from blocks.adapters import concat_domain, convert, spec_for
-from blocks.core import BlockEntry, BlockParams, TensorSpec, get_block, register_block
-from blocks.spatial import group_norm, zero_
-
-# Per stage domain: (downsampler, upsampler) block names. The complex/dual ones halve or
-# double the implied spatial size by cropping or zero-padding the spectrum.
-RESAMPLE: dict[str, tuple[str, str]] = {
-    "real": ("downsample", "upsample"),
-    "complex": ("spectral_down", "spectral_up"),
-    "dual": ("dual_down", "dual_up"),
-}
-# The upsampler a decoder that repeats the encoder gets for the encoder's downsampler.
-UP_OF: dict[str, str] = {d: u for d, u in RESAMPLE.values()} | {
-    "complex_conv_down": "complex_conv_up"}
-
-
-Params = dict[str, int | float | bool | str]
-# spec_version 1 fields (the upgrade chain rewrites them into stage descriptions)
-V1_FIELDS = ("attention", "encoder_attention", "decoder_attention", "attention_params",
-             "stage_params", "decoder_params", "head_params")
-
-
-class Part(BlockParams):
-    """A registered block and its parameters; a bare name is short for ``{block: NAME}``."""
-
-    block: str = Field(min_length=1, description="registered block name")
-    params: Params = Field(default_factory=dict, description="the block's parameters "
-                           "(the unet fills in channels, groups, widths it knows)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_alone(cls, v: Any) -> Any:
-        return {"block": v} if isinstance(v, str) else v
-
-
-class StagePart(Part):
-    """One half of the UNet: its stage block, the attention its stages get where the unet
-    places attention, and its resampler (the encoder's downsampler or the decoder's
-    upsampler; default: the stage domain's own, e.g. spectral pooling for complex)."""
-
-    attention: Part | None = Field(None, description="attention block, e.g. self_attention")
-    resample: Part | None = Field(None, description="encoder: downsampler, decoder: "
-                                  "upsampler (e.g. complex_conv_down / complex_conv_up)")
-
-
-class UNetParams(BlockParams):
-    channels: int = Field(gt=0, le=4096, description="base width (channels of level 0)")
-    channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1, max_length=8,
-                                    description="width multiplier per level")
-    blocks_per_level: int = Field(1, ge=1, le=8)
-    attention_levels: list[int] = Field(default_factory=list,
-                                        description="levels whose stage blocks get attention")
-    mid_attention: bool = Field(False, description="attention in the first middle stage")
-    encoder: StagePart = Field(default_factory=lambda: StagePart(block="resblock"),
-                               description="encoder (and middle) stages")
-    decoder: StagePart | None = Field(None, description="decoder stages; default: encoder "
-                                      "(then with the domain's upsampler)")
-    head: Part | None = Field(None, description="output head taking the decoder domain and "
-                              "giving real (spectral_head, dual_head); default: to pixels, "
-                              "then GroupNorm - SiLU - conv3x3 (zero init)")
-    out_channels: int | None = Field(None, gt=0, le=4096, description="default: input channels")
-    groups: int = Field(8, gt=0, le=1024)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _v1(cls, v: Any) -> Any:
-        old = [k for k in V1_FIELDS if isinstance(v, dict) and k in v]
-        if old:
-            raise ValueError(f"{', '.join(old)}: spec_version 1 field(s); set spec_version: 1 "
-                             "to have them upgraded, or describe the stages with encoder: "
-                             "{block, params, attention, resample} (see the README)")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> "UNetParams":
-        if any(m <= 0 for m in self.channel_mult):
-            raise ValueError(f"channel_mult entries must be > 0, got {self.channel_mult}")
-        bad = [a for a in self.attention_levels if not 0 <= a < len(self.channel_mult)]
-        if bad:
-            raise ValueError(f"attention_levels {bad} out of range for "
-                             f"{len(self.channel_mult)} levels (0..{len(self.channel_mult) - 1})")
-        where = [w for w, on in (("attention_levels", self.attention_levels),
-                                 ("mid_attention", self.mid_attention)) if on]
-        if where and self.encoder.attention is None:
-            raise ValueError(f"{' and '.join(where)} need encoder.attention (e.g. "
-                             "self_attention, radial_band_attention)")
-        if self.attention_levels and self.decoder is not None and \
-                self.decoder.attention is None:
-            raise ValueError("attention_levels need decoder.attention when a decoder is given")
-        return self
-
-
-def _stage_domain(entry: BlockEntry) -> str:
-    if not entry.takes:
-        raise ValueError(f"block {entry.name!r} takes no input and cannot be a UNet stage")
-    d = entry.domain_at(0)
-    if d not in RESAMPLE:
-        raise ValueError(f"block {entry.name!r} takes {d!r}; a UNet stage must take "
-                         f"one of {sorted(RESAMPLE)}")
-    if entry.output_domain([d]) != d:
-        raise ValueError(f"block {entry.name!r} takes {d!r} but gives "
-                         f"{entry.output_domain([d])!r}; a UNet stage must keep its domain")
-    return d
-
-
-def _takes_embed(entry: BlockEntry) -> bool:
-    return len(entry.takes) >= 2 and entry.domain_at(1) == "embed"
-
-
-def _build(entry: BlockEntry, inputs: list[TensorSpec], extra: dict[str, Any] | None = None,
-           **candidates: Any) -> nn.Module:
-    """Build ``entry`` passing the candidate params its model declares, then ``extra``
-    (all of them: an unknown key is the params model's error)."""
-    fields = entry.params.model_fields
-    kwargs = {k: v for k, v in candidates.items() if k in fields and v is not None}
-    kwargs.update(extra or {})
-    try:
-        mod = entry.builder(entry.params(**kwargs), inputs)
-    except Exception as e:  # name the block: the assembler only knows the unet node
-        raise ValueError(f"unet: its inner {entry.name!r} block (on {_shapes(inputs)}): "
-                         f"{_reason(entry.name, e)}") from e
-    # plain attributes (not in the state dict): let UNet.named_blocks report the family
-    mod.block_name, mod.block_family = entry.name, entry.family
-    return mod
-
-
-def _shapes(inputs: list[TensorSpec]) -> str:
-    return ", ".join(f"{s.domain} {'x'.join(map(str, s.shape))}" for s in inputs)
-
-
-def _reason(name: str, e: Exception) -> str:
-    """One line: a parameter model's errors by field, else the message without the block
-    name repeated (``conv: conv: ...``)."""
-    from pydantic import ValidationError
-
-    if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg'][:1].lower()}"
-                         f"{err['msg'][1:]}" for err in e.errors()[:3])
-    text = " ".join(str(e).split())
-    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
-
+from blocks.core import BlockEntry, TensorSpec, get_block, register_block
+from blocks.unet_params import FILLS, Part, StagePart, UNetParams
+from blocks.unet_parts import (RESAMPLE, attention_entry, build_head, build_part,
+                               build_resampler, decoder_of, stage_domain, takes_embed)
 
 class Stage(nn.Module):
     """A stage block, optionally fed the embedding, optionally followed by attention.
@@ -218,6 +87,66 @@ class Stage(nn.Module):
         return self.att_back(a)
 
 
+@dataclass(frozen=True)
+class Slot:
+    """Where a stage sits in the U, recorded while the unet is built.
+
+    Attributes:
+        id: ``stem``, ``enc<l>.<i>``, ``down<l>``, ``mid<i>``, ``dec<l>.<i>``, ``up<l>``,
+            ``head``.
+        paths: the submodules whose parameters are the stage's (the stage first, then the
+            parameter-free converters that run with it), e.g. ``("down.0",
+            "skip_converters.0")``: every submodule of the unet is in exactly one slot.
+        domain: domain of the stage's output (``real`` for the head).
+        shape: (channels, H, W) of that output on the implied image grid.
+        depth: the level (resamplers half-way between two), so drawings can make the U.
+        what: how to call a stage that is no registry block (the stem, the default head).
+    """
+
+    id: str
+    paths: tuple[str, ...]
+    domain: str
+    shape: tuple[int, ...]
+    depth: float
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage of a built unet (:meth:`UNet.stages`); ``id``, ``domain``, ``shape`` and
+    ``depth`` as in :class:`Slot`.
+
+    Attributes:
+        block: registry name of the stage's block ('' for the stem and the default head).
+        params: that block's validated parameters, what the unet filled in included.
+        attention: registry name of the stage's attention block, or None.
+        attention_params: its validated parameters (empty without attention).
+        n_params: trainable parameters of the stage (its attention and converters
+            included); the stages' counts add up to the unet's.
+        label: ``block + attention``, or what the stage is (``to complex``).
+    """
+
+    id: str
+    block: str
+    params: dict[str, Any]
+    attention: str | None
+    attention_params: dict[str, Any]
+    domain: str
+    shape: tuple[int, ...]
+    depth: float
+    n_params: int
+    label: str
+
+
+def _family(m: nn.Module) -> str:
+    return getattr(m, "block_family", "")
+
+
+def _params_of(m: nn.Module | None) -> dict[str, Any]:
+    p = getattr(m, "block_params", None)
+    return p.model_dump(mode="json") if p is not None else {}
+
+
 class UNet(nn.Module):
     """Encoder/decoder with skip connections; see the module docstring for the layout.
 
@@ -236,19 +165,24 @@ class UNet(nn.Module):
         head: GroupNorm - SiLU - conv to the output channels, or a head block taking
             dec_domain (e.g. spectral_head).
         blocks_per_level: stages per level.
+        layout: where each stage sits, in run order (:class:`Slot`).
+        skips: (encoder stage id, decoder stage id) of each skip, in the order the decoder
+            takes them.
     """
 
     def __init__(self, *, enc_domain: str, dec_domain: str, stem: nn.Module,
                  down: nn.ModuleList, downsamplers: nn.ModuleList, mid: nn.ModuleList,
                  bridge: nn.Module, skip_converters: nn.ModuleList, up: nn.ModuleList,
                  upsamplers: nn.ModuleList, to_real: nn.Module, head: nn.Module,
-                 blocks_per_level: int) -> None:
+                 blocks_per_level: int, layout: tuple[Slot, ...] = (),
+                 skips: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__()
         self.enc_domain, self.dec_domain = enc_domain, dec_domain
         self.stem, self.down, self.downsamplers = stem, down, downsamplers
         self.mid, self.bridge, self.skip_converters = mid, bridge, skip_converters
         self.up, self.upsamplers, self.to_real, self.head = up, upsamplers, to_real, head
         self.blocks_per_level = blocks_per_level
+        self.layout, self.skips = tuple(layout), tuple(skips)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         n = self.blocks_per_level
@@ -268,162 +202,181 @@ class UNet(nn.Module):
                 h = self.upsamplers[i // n](h)
         return self.head(self.to_real(h))  # (B, C_out, H, W) real
 
+    def stages(self) -> list[StageInfo]:
+        """Every stage in run order, with its block, parameters, domain, shape and
+        parameter count: the public description the graph view and tools read."""
+        return [self._info(slot) for slot in self.layout]
+
+    def _info(self, slot: Slot) -> StageInfo:
+        mods = [self.get_submodule(path) for path in slot.paths]
+        block, att = (mods[0].block, mods[0].attention) if isinstance(mods[0], Stage) \
+            else (mods[0], None)
+        name = getattr(block, "block_name", "")
+        att_name = getattr(att, "block_name", None) if att is not None else None
+        label = (name + (f" + {att_name}" if att_name else "")) if name else slot.what
+        return StageInfo(id=slot.id, block=name, params=_params_of(block), attention=att_name,
+                         attention_params=_params_of(att), domain=slot.domain,
+                         shape=slot.shape, depth=slot.depth,
+                         n_params=sum(p.numel() for m in mods for p in m.parameters()),
+                         label=label)
+
     def named_blocks(self) -> list[tuple[str, nn.Module, str]]:
-        """(stage id, module, block family) of every registry block inside, in run order.
-
-        Ids follow :func:`archspec.graph.unet_stages` (``enc0.1``, ``down0``, ``mid1``,
-        ``dec1.0``, ``up1``, ``head``); a stage's attention block gets ``.att``. Stability
-        monitoring hooks the spectral ones.
-        """
-        n, levels = self.blocks_per_level, len(self.downsamplers) + 1
-        ids = [f"enc{i // n}.{i % n}" for i in range(len(self.down))]
-        ids += [f"mid{i}" for i in range(len(self.mid))]
-        ids += [f"dec{levels - 1 - i // n}.{i % n}" for i in range(len(self.up))]
-        out = []
-        for sid, stage in zip(ids, [*self.down, *self.mid, *self.up]):
-            out.append((sid, stage.block, getattr(stage.block, "block_family", "")))
-            if stage.attention is not None:
-                out.append((f"{sid}.att", stage.attention,
-                            getattr(stage.attention, "block_family", "")))
-        for lvl, m in enumerate(self.downsamplers):
-            out.append((f"down{lvl}", m, getattr(m, "block_family", "")))
-        for j, m in enumerate(self.upsamplers):
-            out.append((f"up{levels - 1 - j}", m, getattr(m, "block_family", "")))
-        out.append(("head", self.head, getattr(self.head, "block_family", "")))
-        return out
+        """(stage id, module, block family) of every registry block inside: the stage
+        blocks in run order (a stage's attention block gets ``<id>.att``), then the
+        down- and upsamplers, then the head. Ids as in :meth:`stages`. Stability
+        monitoring hooks the spectral ones."""
+        stages, others = [], []
+        for slot in self.layout[1:]:  # the stem is a converter, no block
+            m = self.get_submodule(slot.paths[0])
+            if not isinstance(m, Stage):
+                others.append((slot.id, m, _family(m)))
+                continue
+            stages.append((slot.id, m.block, _family(m.block)))
+            if m.attention is not None:
+                stages.append((f"{slot.id}.att", m.attention, _family(m.attention)))
+        head = [o for o in others if o[0] == "head"]
+        return stages + [o for o in others if o[0] != "head"] + head
 
 
-def _attention(part: Part | None, domain: str, where: str) -> BlockEntry | None:
-    """The attention entry for stages in ``domain``; complex and dual interchange exactly."""
-    if part is None:
-        return None
-    entry = get_block(part.block)
-    d = _stage_domain(entry)
-    if d != domain and {d, domain} != {"complex", "dual"}:
-        off = "mid_attention: false" if where == "encoder" else "attention_levels: []"
-        raise ValueError(f"unet: {where} attention {part.block!r} takes {d!r} but the {where} "
-                         f"stages work in {domain!r}; set {where}.attention to a {domain} "
-                         f"block, or {off}")
-    return entry
+class _Builder:
+    """Builds a :class:`UNet` half by half, recording each stage's :class:`Slot`.
 
+    Modules are made in a fixed order (encoder level by level, middle, decoder, head),
+    which fixes the draws from the random stream and so the initial weights.
+    """
 
-def _head(p: UNetParams, domain: str, c: int, c_out: int, size: tuple[int, int]
-          ) -> tuple[nn.Module, nn.Module]:
-    """(to_real, head): the default pixel-space head, or the ``head`` block on ``domain``."""
-    if p.head is None:
-        return convert(domain, "real", size=size), nn.Sequential(
-            group_norm(c, p.groups), nn.SiLU(), zero_(nn.Conv2d(c, c_out, 3, padding=1)))
-    entry = get_block(p.head.block)
-    takes = entry.domain_at(0) if entry.takes else None
-    if takes != domain or entry.output_domain([domain]) != "real":
-        raise ValueError(f"unet: head {p.head.block!r} must take the decoder domain {domain!r} "
-                         f"and give 'real', but takes {takes!r} and gives "
-                         f"{entry.output_domain([takes or domain])!r}")
-    head = _build(entry, [spec_for(domain, c, size)], p.head.params, out_channels=c_out,
-                  size=size[1], groups=p.groups)
-    return nn.Identity(), head
+    def __init__(self, p: UNetParams, x: TensorSpec, emb: TensorSpec) -> None:
+        if len(x.shape) != 3:
+            raise ValueError(f"unet expects a (C, H, W) image, got shape {x.shape}")
+        c_in, height, width = x.shape
+        levels = len(p.channel_mult)
+        f = 2 ** (levels - 1)
+        if height % f or width % f:
+            raise ValueError(f"unet: image size {height}x{width} is not divisible by "
+                             f"2**(levels-1) = {f} for {levels} levels")
+        self.p, self.emb, self.c_in = p, emb, c_in
+        self.enc, self.dec = p.encoder, decoder_of(p)
+        self.enc_e, self.dec_e = get_block(self.enc.block), get_block(self.dec.block)
+        self.enc_d, self.dec_d = stage_domain(self.enc_e), stage_domain(self.dec_e)
+        for d in (self.enc_d, self.dec_d):
+            if d != "real" and (height != width):
+                raise ValueError(f"unet: {d} stages need a square image, got {height}x{width}")
+        self.att_lvls = set(p.attention_levels)
+        need_att = bool(self.att_lvls) or p.mid_attention
+        self.enc_a = attention_entry(self.enc.attention, self.enc_d, "encoder") if need_att \
+            else None
+        self.dec_a = attention_entry(self.dec.attention, self.dec_d, "decoder") if self.att_lvls \
+            else None
+        self.widths = [p.channels * m for m in p.channel_mult]
+        self.sizes = [(height // 2 ** lvl, width // 2 ** lvl) for lvl in range(levels)]
+        self.slots = [Slot("stem", ("stem",), self.enc_d, (c_in, height, width), 0,
+                           f"to {self.enc_d}")]
+        self.skips: list[tuple[str, str]] = []
 
-
-def _decoder(p: UNetParams) -> StagePart:
-    """The decoder's description: as given, else the encoder's with the upsampler that
-    pairs with the encoder's downsampler."""
-    if p.decoder is not None:
-        return p.decoder
-    down = p.encoder.resample
-    if down is None:
-        return p.encoder
-    if down.block not in UP_OF:
-        raise ValueError(f"unet: no known upsampler pairs with encoder.resample "
-                         f"{down.block!r}; give the decoder (with its resample) explicitly")
-    return p.encoder.model_copy(update={"resample": Part(block=UP_OF[down.block],
-                                                          params=down.params)})
-
-
-def _resampler(part: Part | None, domain: str, which: int, c: int,
-               size: tuple[int, int]) -> nn.Module:
-    """The stage domain's down- (0) or upsampler (1): ``part``, or the domain's default."""
-    part = part or Part(block=RESAMPLE[domain][which])
-    entry = get_block(part.block)
-    role = ("encoder", "downsampler") if which == 0 else ("decoder", "upsampler")
-    if not entry.takes or entry.domain_at(0) != domain or \
-            entry.output_domain([domain]) != domain:
-        raise ValueError(f"unet: {role[0]}.resample {part.block!r} must take and give the "
-                         f"{role[0]} domain {domain!r}")
-    return _build(entry, [spec_for(domain, c, size)], part.params)
-
-
-def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
-    """Assemble a :class:`UNet` for input ``x`` (C, H, W) and embedding ``emb`` (D,)."""
-    if len(x.shape) != 3:
-        raise ValueError(f"unet expects a (C, H, W) image, got shape {x.shape}")
-    c_in, height, width = x.shape
-    levels = len(p.channel_mult)
-    f = 2 ** (levels - 1)
-    if height % f or width % f:
-        raise ValueError(f"unet: image size {height}x{width} is not divisible by 2**(levels-1)"
-                         f" = {f} for {levels} levels")
-    enc, dec = p.encoder, _decoder(p)
-    enc_e, dec_e = get_block(enc.block), get_block(dec.block)
-    enc_d, dec_d = _stage_domain(enc_e), _stage_domain(dec_e)
-    for d in (enc_d, dec_d):
-        if d != "real" and (height != width):
-            raise ValueError(f"unet: {d} stages need a square image, got {height}x{width}")
-    att_lvls = set(p.attention_levels)
-    need_att = bool(att_lvls) or p.mid_attention
-    enc_a = _attention(enc.attention, enc_d, "encoder") if need_att else None
-    dec_a = _attention(dec.attention, dec_d, "decoder") if att_lvls else None
-
-    common = {"groups": p.groups, "dropout": p.dropout}
-
-    def stage(half: StagePart, entry: BlockEntry, att: BlockEntry | None, domain: str,
-              c_in_: int, c_out: int, size: tuple[int, int], with_att: bool) -> Stage:
-        use_emb = _takes_embed(entry)
-        inputs = [spec_for(domain, c_in_, size)] + ([emb] if use_emb else [])
-        block = _build(entry, inputs, half.params, channels=c_out, width=size[1], **common)
+    def stage(self, half: StagePart, entry: BlockEntry, att: BlockEntry | None, domain: str,
+              c_in: int, c_out: int, size: tuple[int, int], with_att: bool) -> Stage:
+        p, emb = self.p, self.emb
+        use_emb = takes_embed(entry)
+        inputs = [spec_for(domain, c_in, size)] + ([emb] if use_emb else [])
+        block = build_part(entry, inputs, half.params, "stage", channels=c_out, width=size[1],
+                       groups=p.groups, dropout=p.dropout)
         if not (with_att and att is not None):
             return Stage(block=block, attention=None, use_emb=use_emb)
-        a_emb, a_dom = _takes_embed(att), att.domain_at(0)
+        a_emb, a_dom = takes_embed(att), att.domain_at(0)
         a_in = [spec_for(a_dom, c_out, size)] + ([emb] if a_emb else [])
-        a = _build(att, a_in, half.attention.params, channels=c_out, groups=p.groups,
-                   width=size[1])
+        a = build_part(att, a_in, half.attention.params, "attention", channels=c_out,
+                   groups=p.groups, width=size[1])
         return Stage(block=block, attention=a, use_emb=use_emb, attention_emb=a_emb,
                      att_into=convert(domain, a_dom, size=size),
                      att_back=convert(a_dom, domain, size=size))
 
-    widths = [p.channels * m for m in p.channel_mult]
-    sizes = [(height // 2 ** lvl, width // 2 ** lvl) for lvl in range(levels)]
-    down, downsamplers, skip_conv, skip_ch = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), []
-    c = c_in
-    for lvl in range(levels):
-        for _ in range(p.blocks_per_level):
-            down.append(stage(enc, enc_e, enc_a, enc_d, c, widths[lvl], sizes[lvl],
-                              lvl in att_lvls))
-            c = widths[lvl]
-            skip_conv.append(convert(enc_d, dec_d, size=sizes[lvl]))
-            skip_ch.append(c)
-        if lvl < levels - 1:
-            downsamplers.append(_resampler(enc.resample, enc_d, 0, c, sizes[lvl]))
+    def encoder(self) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList]:
+        """(stages, downsamplers, skip converters), level by level."""
+        down, downsamplers, skip_conv = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        c, last = self.c_in, len(self.widths) - 1
+        for lvl, (wd, size) in enumerate(zip(self.widths, self.sizes)):
+            for i in range(self.p.blocks_per_level):
+                k = len(down)
+                down.append(self.stage(self.enc, self.enc_e, self.enc_a, self.enc_d, c, wd,
+                                       size, lvl in self.att_lvls))
+                c = wd
+                skip_conv.append(convert(self.enc_d, self.dec_d, size=size))
+                self.slots.append(Slot(f"enc{lvl}.{i}", (f"down.{k}", f"skip_converters.{k}"),
+                                       self.enc_d, (wd, *size), lvl))
+            if lvl < last:
+                downsamplers.append(build_resampler(self.enc.resample, self.enc_d, 0, c, size))
+                self.slots.append(Slot(f"down{lvl}", (f"downsamplers.{lvl}",), self.enc_d,
+                                       (wd, size[0] // 2, size[1] // 2), lvl + 0.5))
+        return down, downsamplers, skip_conv
 
-    bottom = sizes[-1]
-    mid = nn.ModuleList([stage(enc, enc_e, enc_a, enc_d, c, c, bottom, p.mid_attention),
-                         stage(enc, enc_e, enc_a, enc_d, c, c, bottom, False)])
+    def middle(self) -> nn.ModuleList:
+        c, bottom, depth = self.widths[-1], self.sizes[-1], len(self.widths)
+        mid = nn.ModuleList([
+            self.stage(self.enc, self.enc_e, self.enc_a, self.enc_d, c, c, bottom,
+                       self.p.mid_attention),
+            self.stage(self.enc, self.enc_e, self.enc_a, self.enc_d, c, c, bottom, False)])
+        self.slots.append(Slot("mid0", ("mid.0",), self.enc_d, (c, *bottom), depth))
+        self.slots.append(Slot("mid1", ("mid.1", "bridge"), self.enc_d, (c, *bottom), depth))
+        return mid
 
-    up, upsamplers = nn.ModuleList(), nn.ModuleList()
-    for lvl in reversed(range(levels)):
-        for _ in range(p.blocks_per_level):
-            c_cat = c + skip_ch.pop()
-            up.append(stage(dec, dec_e, dec_a, dec_d, c_cat, widths[lvl], sizes[lvl],
-                            lvl in att_lvls))
-            c = widths[lvl]
-        if lvl > 0:
-            upsamplers.append(_resampler(dec.resample, dec_d, 1, c, sizes[lvl]))
+    def decoder(self) -> tuple[nn.ModuleList, nn.ModuleList]:
+        """(stages, upsamplers) in the order they run; each stage takes the skip pushed
+        last."""
+        up, upsamplers = nn.ModuleList(), nn.ModuleList()
+        pushed = [s.id for s in self.slots if s.id.startswith("enc")]
+        c = self.widths[-1]
+        for lvl in reversed(range(len(self.widths))):
+            wd, size = self.widths[lvl], self.sizes[lvl]
+            for i in range(self.p.blocks_per_level):
+                k = len(up)
+                up.append(self.stage(self.dec, self.dec_e, self.dec_a, self.dec_d, c + wd, wd,
+                                     size, lvl in self.att_lvls))  # skip: wd channels
+                c = wd
+                self.skips.append((pushed.pop(), f"dec{lvl}.{i}"))
+                self.slots.append(Slot(f"dec{lvl}.{i}", (f"up.{k}",), self.dec_d, (wd, *size),
+                                       lvl))
+            if lvl > 0:
+                self.slots.append(Slot(f"up{lvl}", (f"upsamplers.{len(upsamplers)}",),
+                                       self.dec_d, (wd, size[0] * 2, size[1] * 2), lvl - 0.5))
+                upsamplers.append(build_resampler(self.dec.resample, self.dec_d, 1, c, size))
+        return up, upsamplers
 
-    to_real, head = _head(p, dec_d, c, p.out_channels or c_in, sizes[0])
-    return UNet(enc_domain=enc_d, dec_domain=dec_d, stem=convert("real", enc_d, size=sizes[0]),
-                down=down, downsamplers=downsamplers, mid=mid,
-                bridge=convert(enc_d, dec_d, size=bottom), skip_converters=skip_conv, up=up,
-                upsamplers=upsamplers, to_real=to_real, head=head,
-                blocks_per_level=p.blocks_per_level)
+    def build(self) -> UNet:
+        down, downsamplers, skip_conv = self.encoder()
+        mid = self.middle()
+        up, upsamplers = self.decoder()
+        c_out, (h, w) = self.p.out_channels or self.c_in, self.sizes[0]
+        to_real, head = build_head(self.p, self.dec_d, self.widths[0], c_out, (h, w))
+        self.slots.append(Slot("head", ("head", "to_real"), "real", (c_out, h, w), 0,
+                               "GroupNorm-SiLU-conv"))
+        return UNet(enc_domain=self.enc_d, dec_domain=self.dec_d,
+                    stem=convert("real", self.enc_d, size=(h, w)), down=down,
+                    downsamplers=downsamplers, mid=mid,
+                    bridge=convert(self.enc_d, self.dec_d, size=self.sizes[-1]),
+                    skip_converters=skip_conv, up=up, upsamplers=upsamplers, to_real=to_real,
+                    head=head, blocks_per_level=self.p.blocks_per_level,
+                    layout=tuple(self.slots), skips=tuple(self.skips))
+
+
+def build_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec) -> UNet:
+    """Assemble a :class:`UNet` for input ``x`` (C, H, W) and embedding ``emb`` (D,)."""
+    return _Builder(p, x, emb).build()
+
+
+def stage_domains(p: UNetParams) -> tuple[str, str]:
+    """(encoder, decoder) domain: where the unet's stages compute, without building it."""
+    return (stage_domain(get_block(p.encoder.block)),
+            stage_domain(get_block(decoder_of(p).block)))
+
+
+def describe_unet(p: UNetParams, x: TensorSpec, emb: TensorSpec
+                  ) -> tuple[list[StageInfo], list[tuple[str, str]]]:
+    """(stages in run order, skips) of the unet ``p`` builds for ``x`` and ``emb``
+    (see :meth:`UNet.stages`), built on the meta device: no weights are allocated and
+    no random numbers drawn."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        net = build_unet(p, x, emb)
+    return net.stages(), list(net.skips)
 
 
 @register_block("unet", params=UNetParams, takes=("real", "embed"), gives="real",
@@ -439,5 +392,5 @@ def _unet(p: UNetParams, inputs: list[TensorSpec]) -> nn.Module:
     return build_unet(p, inputs[0], inputs[1])
 
 
-
-__all__ = ["RESAMPLE", "Part", "Stage", "StagePart", "UNet", "UNetParams", "build_unet"]
+__all__ = ["FILLS", "RESAMPLE", "Part", "Slot", "Stage", "StageInfo", "StagePart", "UNet",
+           "UNetParams", "build_unet", "describe_unet", "stage_domains"]

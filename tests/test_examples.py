@@ -17,8 +17,7 @@ import yaml
 
 import blocks
 from archspec import build_model, load_spec
-from blocks import complex as complex_family
-from blocks import dual as dual_family
+from blocks.twins import NAMES as TWIN_NAMES
 from blocks.adapters import FromDual, from_dual, to_dual
 from blocks.attention import GlobalFilter, LowRankSpectral
 from blocks.core import TensorSpec
@@ -32,8 +31,8 @@ SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 IDS = [p.stem for p in SPEC_FILES]
 FAIR = 0.10  # relative tolerance on parameter counts
 
-# complex block -> dual twin: the families' registration tables, plus the output heads.
-TWINS = {complex_family.NAMES[k]: dual_family.NAMES[k] for k in complex_family.NAMES}
+# complex block -> dual twin: the twin registration table, plus the output heads.
+TWINS = {TWIN_NAMES["complex"][k]: TWIN_NAMES["dual"][k] for k in TWIN_NAMES["complex"]}
 TWINS["spectral_head"] = "dual_head"
 
 

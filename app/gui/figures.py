@@ -52,17 +52,21 @@ def graph_figure(g: Any) -> go.Figure:
                              marker=dict(size=7, color="#bbbbbb", symbol="diamond"),
                              showlegend=False))
     by_domain: dict[str, list[str]] = {}
-    for n, d in g.nodes(data=True):
-        by_domain.setdefault(d.get("domain") or "?", []).append(n)
+    for n, d in g.nodes(data=True):  # a unet is coloured by where its stages compute
+        dom = "+".join(d["domains"]) if d.get("domains") else d.get("domain") or "?"
+        by_domain.setdefault(dom, []).append(n)
     for dom, ns in sorted(by_domain.items()):
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in ns], y=[pos[n][1] for n in ns], mode="markers+text",
             name=dom, text=[n.split(".", 1)[1] if "depth" in g.nodes[n] else n for n in ns],
             textposition=[label_at[n] for n in ns], textfont=dict(size=10),
-            marker=dict(size=16, color=DOMAIN_COLOURS.get(dom, "#7f7f7f"),
+            marker=dict(size=16, color=DOMAIN_COLOURS.get(dom, "#ff7f0e" if "+" in dom
+                                                          else "#7f7f7f"),
                         line=dict(width=2, color=["black" if g.nodes[n].get("output")
                                                   else "white" for n in ns])),
-            hovertext=[f"{n}: {g.nodes[n]['block']}<br>{dom} {g.nodes[n].get('shape')}<br>"
+            hovertext=[f"{n}: {g.nodes[n]['block']}<br>"
+                       + (f"stages: {dom}; output " if g.nodes[n].get("domains") else "")
+                       + f"{g.nodes[n].get('domain')} {g.nodes[n].get('shape')}<br>"
                        f"{g.nodes[n].get('params', 0):,} params" for n in ns],
             hoverinfo="text"))
     fig.update_layout(template="plotly_white", height=380, legend_title="domain",

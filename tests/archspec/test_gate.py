@@ -431,3 +431,51 @@ def test_unreadable_file_is_a_spec_error(write_spec, monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", denied)
     assert lines_of(path) == ["cannot read the file: Permission denied"]
+
+
+# ---- the last spec-gate cases (adversarial specs written as a new user might) ------------
+def test_output_that_is_the_input_node_is_refused_at_its_location(write_spec):
+    """It validated as 'ok (0 parameters)' and would fail only in training; the nodes it
+    leaves out are not reported as unused on top (one root cause, one line)."""
+    text = MINIMAL.replace("  output: y", "  output: x")
+    assert lines_of(write_spec(text)) == [
+        "model.output: 'x' is the input node: the model would return its input unchanged "
+        "and has no trainable parameters; set model.output to the node that makes the "
+        "prediction"]
+    with pytest.raises(SpecError, match=r"^model\.output: 'x' is the input node"):
+        spec_from_dict({"name": "identity", "image": {"channels": 1, "size": 8},
+                        "model": {"nodes": {"x": {"block": "input"}}, "output": "x"}})
+
+
+@pytest.mark.parametrize("key", ["inputs", "input", "from"])
+def test_inputs_written_under_another_key_hint_in(write_spec, key):
+    """'inputs:' is an unknown key of the node: the hint names 'in', the allowed keys
+    include the node's own, and the graph layer adds no consequences of the same slip."""
+    text = MINIMAL.replace("y: {block: irfft2, in: [f]}", f"y: {{block: irfft2, {key}: [f]}}")
+    assert lines_of(write_spec(text)) == [
+        f"model.nodes.y.{key}: unknown key (did you mean 'in'?); allowed: block, in, size"]
+
+
+def test_close_matches_for_unknown_node_keys_in_general():
+    data = parse_text(GRAPH, "yaml")
+    node = next(n for n in data["model"]["nodes"].values() if n["block"] == "conv")
+    node["chanels"] = node.pop("channels")
+    node["blok"] = 1
+    errs = errors(data)
+    assert any(re.search(r"\.chanels: unknown key \(did you mean 'channels'\?\); allowed: "
+                         r"block, in, channels, kernel_size", e) for e in errs), errs
+    assert any(re.search(r"\.blok: unknown key \(did you mean 'block'", e) for e in errs), errs
+
+
+def test_cli_validate_says_one_line_per_problem_for_the_new_cases(write_spec):
+    identity = write_spec(MINIMAL.replace("  output: y", "  output: x"), "identity.yaml")
+    inputs = write_spec(MINIMAL.replace("in: [f]", "inputs: [f]"), "inputs.yaml")
+    r = subprocess.run([sys.executable, "-m", "app.cli", "validate", str(identity),
+                        str(inputs)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"{identity}: model.output: 'x' is the input node: the model would return its input "
+        "unchanged and has no trainable parameters; set model.output to the node that makes "
+        "the prediction",
+        f"{inputs}: model.nodes.y.inputs: unknown key (did you mean 'in'?); allowed: block, "
+        "in, size"]

@@ -185,3 +185,98 @@ def test_v1_fields_in_a_v2_spec_say_how_to_fix_them():
     with pytest.raises(SpecError, match="attention, attention_params, stage_params, "
                                         "head_params: spec_version 1 field"):
         spec_from_dict(data)
+
+
+# ---- unet stage params are canonical ------------------------------------------------------
+def _spectral_unet(encoder, head, **eps) -> dict:
+    """A small spectral unet spec; ``encoder``/``head`` are its stage descriptions."""
+    return {"name": "stage_params", "image": {"channels": 1, "size": 8},
+            "model": {"nodes": {
+                "x": {"block": "input"}, "t": {"block": "timestep"},
+                "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
+                "eps": {"block": "unet", "in": ["x", "temb"], "channels": 4, "groups": 2,
+                        "channel_mult": [1, 2], "attention_levels": [1], "encoder": encoder,
+                        "head": head, **eps}},
+                "output": "eps"}}
+
+
+BARE = _spectral_unet({"block": "complex_resblock", "attention": "radial_band_attention",
+                       "resample": "spectral_down"}, "spectral_head")
+# the same unet with block defaults written out: in the stage block, its attention, its
+# downsampler (which the decoder's upsampler repeats) and the head
+WRITTEN = _spectral_unet(
+    {"block": "complex_resblock", "params": {"act": "crelu", "norm": "group", "mode": "block"},
+     "attention": {"block": "radial_band_attention", "params": {"bands": 8}},
+     "resample": {"block": "spectral_down", "params": {"preserve": "amplitude"}}},
+    {"block": "spectral_head", "params": {"zero_init": False, "bias": True, "act": "none"}})
+
+
+def _weights(spec):
+    import torch
+
+    from archspec import build_model
+
+    torch.manual_seed(0)
+    return build_model(spec).state_dict()
+
+
+def test_a_stage_default_written_out_hashes_as_left_out():
+    """The issue's case (encoder: {block: complex_resblock, params: {act: crelu}}) and the
+    other parts: same canonical form, spec hash and arch hash, and the same weights."""
+    import torch
+
+    from archspec import arch_hash
+
+    bare, written = spec_from_dict(BARE), spec_from_dict(WRITTEN)
+    assert canonical(written)["model"] == canonical(bare)["model"]
+    assert spec_hash(written) == spec_hash(bare) and arch_hash(written) == arch_hash(bare)
+    a, b = _weights(bare), _weights(written)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage_params_that_change_the_unet_still_change_the_hash():
+    """Only defaults go: a non-default value stays, and so does a value the unet would
+    otherwise fill in (the encoder's own groups override the unet's groups: 2), even when it
+    equals the block's default of 8."""
+    from archspec import arch_hash
+
+    bare = spec_from_dict(BARE)
+    act = spec_from_dict(_spectral_unet({"block": "complex_resblock", "params": {"act": "zrelu"},
+                                         "attention": "radial_band_attention"}, "spectral_head"))
+    groups = spec_from_dict(_spectral_unet({"block": "complex_resblock",
+                                            "params": {"groups": 8, "dropout": 0},
+                                            "attention": "radial_band_attention"},
+                                           "spectral_head"))
+    enc = canonical(groups)["model"]["nodes"]["eps"]["encoder"]
+    assert enc["params"] == {"groups": 8, "dropout": 0.0}
+    assert isinstance(enc["params"]["dropout"], float)
+    assert len({arch_hash(bare), arch_hash(act), arch_hash(groups)}) == 3
+    assert canonical(act)["model"]["nodes"]["eps"]["encoder"]["params"] == {"act": "zrelu"}
+
+
+def test_canonical_stage_params_round_trip():
+    written = spec_from_dict(WRITTEN)
+    again = spec_from_dict(canonical(written))
+    assert canonical(again) == canonical(written) and spec_hash(again) == spec_hash(written)
+
+
+def test_rehash_rekeys_a_resolved_spec_stored_before_stage_params_were_canonical():
+    """An older toolkit stored the stage params as written; rehash gives the hash the same
+    spec has now, leaves the stored dict alone, and keeps unaffected specs' hashes."""
+    import copy
+
+    from archspec import arch_hash, rehash
+
+    bare, written = spec_from_dict(BARE), spec_from_dict(WRITTEN)
+    old = canonical(written)
+    old["model"]["nodes"]["eps"].update(copy.deepcopy(WRITTEN["model"]["nodes"]["eps"]))
+    assert old["model"]["nodes"]["eps"]["encoder"]["params"]["act"] == "crelu"  # as stored
+    kept = copy.deepcopy(old)
+    assert rehash(old) == spec_hash(bare) and rehash(old, arch=True) == arch_hash(bare)
+    assert old == kept
+    example = load_spec(SPECS / "hybrid_unet_8.yaml")
+    assert rehash(canonical(example)) == spec_hash(example)
+    broken = copy.deepcopy(old)
+    broken["model"]["nodes"]["eps"]["encoder"]["block"] = 7
+    with pytest.raises(SpecError, match="model.nodes.eps.encoder"):
+        rehash(broken)

@@ -10,6 +10,7 @@ from torch.autograd import gradcheck
 import blocks.complex as bc
 import blocks.dual as bd
 from blocks.core import TensorSpec, build_block, get_block
+from blocks.twins import NAMES
 from blocks.fourier import from_dual, to_dual
 from tests.blocks.helpers import family_examples
 
@@ -44,9 +45,9 @@ def twins(key: str, params: dict, embed: bool):
         cspec.append(TensorSpec("embed", (7,)))
         dspec.append(TensorSpec("embed", (7,)))
     torch.manual_seed(0)
-    cm = build_block(bc.NAMES[key], params, cspec)
+    cm = build_block(NAMES["complex"][key], params, cspec)
     torch.manual_seed(1)  # different init, so the copy below matters
-    dm = build_block(bd.NAMES[key], params, dspec)
+    dm = build_block(NAMES["dual"][key], params, dspec)
     with torch.no_grad():  # make zero-initialised biases/betas non-trivial
         for p in cm.parameters():
             if not p.any():
@@ -56,9 +57,9 @@ def twins(key: str, params: dict, embed: bool):
 
 def test_cases_cover_every_block_and_share_param_models():
     assert {k for k, _ in CASES.values()} == set(bc.CLASSES) == set(bd.CLASSES)
-    assert set(EXAMPLES) == set(bd.NAMES.values())
+    assert set(EXAMPLES) == set(NAMES["dual"].values())
     for key in bc.CLASSES:
-        c, d = get_block(bc.NAMES[key]), get_block(bd.NAMES[key])
+        c, d = get_block(NAMES["complex"][key]), get_block(NAMES["dual"][key])
         assert c.params is d.params  # a spec swaps twins by block name only
         assert (c.takes[0], c.gives, d.takes[0], d.gives) == ("complex",) * 2 + ("dual",) * 2
         assert c.takes[1:] == d.takes[1:]
@@ -156,7 +157,7 @@ def test_dual_gradcheck(case):
         spec.append(TensorSpec("embed", (3,)))
         inputs.append(torch.randn(2, 3, dtype=torch.float64))
     params = {**params, "channels": 2} if "channels" in params else params
-    m = build_block(bd.NAMES[key], params, spec).double().train()
+    m = build_block(NAMES["dual"][key], params, spec).double().train()
     names = [n for n, _ in m.named_parameters()]
     ps = [p.detach().clone().requires_grad_() for p in m.parameters()]
     xs = [x.requires_grad_() for x in inputs]

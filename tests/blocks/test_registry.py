@@ -200,7 +200,7 @@ def test_blocks_listing_shows_twins_and_sources(capsys):
     listing = {b["block"]: b for b in json.loads(capsys.readouterr().out)}
     assert listing["complex_conv"]["twin"] == "dual_conv"
     assert listing["dual_conv"]["twin"] == "complex_conv" and listing["conv"]["twin"] is None
-    assert listing["complex_conv"]["source"] == "blocks.complex:_complex_conv"
+    assert listing["complex_conv"]["source"] == "blocks.twins:_complex_conv"
     assert main(["blocks", "--family", "dual"]) == 0
     out = capsys.readouterr().out
     assert "twin: complex_resblock" in out and "from:" not in out  # built-ins say no origin

@@ -319,3 +319,51 @@ def test_resample_errors() -> None:
     from blocks.spectral_pool import SpectralUp
 
     assert isinstance(net.upsamplers[0], SpectralUp)
+
+
+def test_stages_describe_the_unet_and_own_every_weight_once() -> None:
+    """UNet.stages, the public description the graph view reads: run order, ids, the
+    blocks and their params as built, and every parameter in exactly one stage."""
+    net = _unet((1, 8, 8), channels=8, channel_mult=[1, 2], blocks_per_level=2,
+                attention_levels=[1], mid_attention=True)
+    stages = {s.id: s for s in net.stages()}
+    assert list(stages) == ["stem", "enc0.0", "enc0.1", "down0", "enc1.0", "enc1.1", "mid0",
+                            "mid1", "dec1.0", "dec1.1", "up1", "dec0.0", "dec0.1", "head"]
+    owned = [name for slot in net.layout for path in slot.paths
+             for name, _ in net.get_submodule(path).named_parameters(prefix=path)]
+    assert sorted(owned) == sorted(n for n, _ in net.named_parameters())
+    assert sum(s.n_params for s in stages.values()) == _n_params(net)
+    assert stages["enc0.0"].n_params == _n_params(net.down[0])
+    assert stages["head"].n_params == _n_params(net.head) > 0
+    s = stages["enc1.1"]
+    assert (s.block, s.attention, s.label) == ("resblock", "self_attention",
+                                               "resblock + self_attention")
+    assert s.params["channels"] == 16 and s.params["groups"] == 4  # what the unet filled in
+    assert s.attention_params == {"heads": 4, "groups": 4}
+    assert (s.domain, s.shape, s.depth) == ("real", (16, 4, 4), 1)
+    assert stages["mid1"].attention is None and stages["mid0"].attention == "self_attention"
+    assert stages["up1"].shape == (16, 8, 8) and stages["down0"].block == "downsample"
+    assert net.skips == (("enc1.1", "dec1.0"), ("enc1.0", "dec1.1"),
+                         ("enc0.1", "dec0.0"), ("enc0.0", "dec0.1"))
+    ids = {sid for sid, _, _ in net.named_blocks()}
+    assert ids == {i for i in stages if i != "stem"} | {"enc1.0.att", "enc1.1.att",
+                                                      "mid0.att", "dec1.0.att", "dec1.1.att"}
+
+
+def test_describe_unet_builds_nothing_real() -> None:
+    """The description is built on the meta device: same stages and counts as a real
+    build, and the global random stream is left where it was."""
+    from blocks.unet import describe_unet
+
+    params = {"channels": 4, "groups": 2, "channel_mult": [1, 2], "attention_levels": [1],
+              "encoder": {"block": "complex_resblock", "attention": "radial_band_attention"},
+              "head": "spectral_head"}
+    net = blocks.build("unet", params, [TensorSpec("real", (1, 8, 8)), EMB])
+    torch.manual_seed(3)
+    before = torch.rand(1)
+    torch.manual_seed(3)
+    stages, skips = describe_unet(blocks.get("unet").params(**params),
+                                  TensorSpec("real", (1, 8, 8)), EMB)
+    assert torch.equal(torch.rand(1), before)
+    assert stages == net.stages() and skips == list(net.skips)
+    assert {s.domain for s in stages if s.id not in ("stem", "head")} == {"complex"}

@@ -28,12 +28,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # ---- helpers (also imported by the resume subprocess) -------------------------------------
+# The spec's own graph (a model must have parameters); the tests train the model they pass.
+PLACEHOLDER_MODEL = {"nodes": {"x": {"block": "input"},
+                               "y": {"block": "conv", "in": ["x"], "channels": 1}},
+                     "output": "y"}
+
+
 def make_spec(**train_cfg):
     cfg = {"steps": 60, "batch_size": 16, "lr": 3e-3, "ema": 0.9, "checkpoint_every": 20,
            "seed": 0, "dataset": "synthetic8"}
     cfg.update(train_cfg)
     return spec_from_dict({"name": "tiny", "image": {"channels": 1, "size": 8},
-                           "model": {"nodes": {"x": {"block": "input"}}, "output": "x"},
+                           "model": PLACEHOLDER_MODEL,
                            "train": cfg})
 
 
@@ -108,7 +114,7 @@ def test_train_uses_the_spec_own_loss(tmp_path):
 
     spec = spec_from_dict({
         "name": "own_loss", "image": {"channels": 1, "size": 8},
-        "model": {"nodes": {"x": {"block": "input"}}, "output": "x"},
+        "model": PLACEHOLDER_MODEL,
         "diffusion": {"schedule": "linear", "timesteps": 1000, "prediction": "v",
                       "loss": {"domain": "fourier", "time_weighting": "min_snr",
                                "min_snr_gamma": 5.0}},
