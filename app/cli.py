@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "train and evaluate specs; print a comparison table"),
     "report": ("app.commands.runs", "add_report_args", "run_report",
                "write Markdown + HTML reports for a results folder"),
+    "rehash": ("app.commands.runs", "add_rehash_args", "run_rehash",
+               "re-key stored runs whose spec hash changed with the canonical form"),
     "diff": ("app.commands.diff", "add_diff", "run_diff",
              "what changed between two specs (files or run folders): nodes, parameters"),
     "app": ("app.commands.gui", "add_app", "run_app",

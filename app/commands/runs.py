@@ -169,3 +169,23 @@ def run_report(args: argparse.Namespace) -> int:
     print(page)
     return 0
 
+
+
+# ---- rehash -----------------------------------------------------------------------------------
+def add_rehash_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="results", metavar="DIR", help="results root (default: results)")
+    p.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
+
+
+def run_rehash(args: argparse.Namespace) -> int:
+    from evaluator.store.rekey import rekey_runs
+
+    results = rekey_runs(args.out, dry_run=args.dry_run)
+    for r in results:
+        if r.action != "kept":
+            target = f" -> {r.new.name}" if r.new is not None else ""
+            detail = f" ({r.detail})" if r.detail else ""
+            print(f"{r.action}: {r.old}{target}{detail}")
+    counts = {a: sum(r.action == a for r in results) for a in dict.fromkeys(r.action for r in results)}
+    print(", ".join(f"{n} {a}" for a, n in counts.items()) or "no runs")
+    return 0
