@@ -79,6 +79,9 @@ def _add_worker_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help="heartbeat interval in seconds (a silent worker's trial is retried "
                         "after 2x this)")
+    p.add_argument("--reconnect", type=float, default=120.0, metavar="S",
+                   help="with an RDB storage: how long a worker waits for the database to come "
+                        "back (a restart) before it stops with a one-line message")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -199,7 +202,8 @@ def _spawn_worker(url: str, name: str, args: argparse.Namespace, threads: int):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "app.cli", "sweep", "worker", "--storage", url,
            "--study", name, "--out", str(args.out), "--threads", str(threads),
-           "--device", args.device, "--heartbeat", str(args.heartbeat)]
+           "--device", args.device, "--heartbeat", str(args.heartbeat),
+           "--reconnect", str(args.reconnect)]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -240,7 +244,7 @@ def _worker(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     n = work(args.study, args.storage, out=args.out, device=args.device,
-             heartbeat=args.heartbeat, max_trials=args.max_trials)
+             heartbeat=args.heartbeat, max_trials=args.max_trials, reconnect=args.reconnect)
     print(f"worker {os.getpid()}: ran {n} trial(s)", file=sys.stderr)
     return 0
 
