@@ -185,9 +185,14 @@ def _run(args: argparse.Namespace) -> int:
     procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]
     codes = _watch(study, ls, procs)
     st = _print_status(study, ls)
+    complete = st["done"] == st["total"]
+    for p, code in zip(procs, codes):
+        if code:  # e.g. killed: its trial went stale and another worker retried it
+            print(f"worker {p.pid} exited with code {code}"
+                  + ("; its trials were retried" if complete else ""))
     print(f"analyze with: archsearch sweep analyze {ls.sweep.name}"
           + (f" --storage {url}" if args.storage else f" --out {args.out}"))
-    return 0 if not any(codes) and not st["failed"] else 1
+    return 0 if not st["failed"] and (complete or not any(codes)) else 1
 
 
 def _cores() -> int:

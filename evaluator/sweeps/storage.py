@@ -10,13 +10,15 @@ rides out a database restart.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import JournalStorage, RDBStorage
 
 try:  # Optuna >= 4.9 renamed RetryFailedTrialCallback (the old name warns)
@@ -31,6 +33,9 @@ from archspec.errors import UserError
 HEARTBEAT_S = 10
 MAX_RETRY = 3
 RECONNECT_S = 120.0
+
+# heartbeats and their retry callback are marked experimental; they are what we need
+warnings.filterwarnings("ignore", category=ExperimentalWarning)
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
@@ -77,15 +82,33 @@ class StorageLost(UserError):
 
 
 def _connection_lost(e: BaseException) -> bool:
-    """Whether ``e`` (or the SQLAlchemy error Optuna wrapped) is a lost or refused
-    connection, as when the database server restarts."""
+    """Whether ``e`` comes from a lost or refused connection, as when the database server
+    restarts (Optuna wraps SQLAlchemy's error, and a fallback query may hide it under the
+    transaction it left pending)."""
     from sqlalchemy import exc
 
-    for x in (e, e.__cause__):
-        if isinstance(x, (exc.OperationalError, exc.InterfaceError)) \
-                or getattr(x, "connection_invalidated", False):
+    lost = (exc.OperationalError, exc.InterfaceError, exc.PendingRollbackError)
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and len(seen) < 8:
+        if isinstance(x, lost) or getattr(x, "connection_invalidated", False):
             return True
+        seen.append(x)
+        x = x.__cause__ or x.__context__
     return False
+
+
+class _QuietConnectionLoss(logging.Filter):
+    """Drops Optuna's multi-line "Caught an error from sqlalchemy ... Falling back" warning
+    for a lost connection: the storage retries the whole call and says so in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("Caught an error from sqlalchemy")
+                    and "OperationalError" in msg)
+
+
+logging.getLogger("optuna.storages._rdb.storage").addFilter(_QuietConnectionLoss())
 
 
 class ReconnectingRDBStorage(RDBStorage):
@@ -104,6 +127,11 @@ class ReconnectingRDBStorage(RDBStorage):
     _lost_since: float | None = None
     _back_at = 0.0
     _gave_up: str | None = None
+
+    @property
+    def gave_up(self) -> str | None:
+        """Why this storage stopped reconnecting, or None."""
+        return self._gave_up
 
     def _retrying(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         while True:
@@ -174,7 +202,9 @@ for _name in ("create_new_study", "delete_study", "set_study_user_attr",
               "set_trial_state_values", "set_trial_intermediate_value",
               "set_trial_user_attr", "set_trial_system_attr",
               "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
-              "get_best_trial"):
+              "get_best_trial",
+              # Optuna's cache (_CachedStorage) calls these private ones directly
+              "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials"):
     setattr(ReconnectingRDBStorage, _name, _wrap(_name))
 
 
@@ -209,7 +239,7 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int | None = Non
                                              engine_kwargs={"pool_pre_ping": True})
         except Exception as e:  # noqa: BLE001 - driver/connection errors become one line
             raise UserError(f"storage {_redact(url)}: {_one_line(e)}") from None
-        storage.reconnect_s, storage.label = reconnect, _redact(url)
+        storage.reconnect_s, storage.label = reconnect, f"storage {_redact(url)}"
         return storage
     path = Path(url.removeprefix("journal:"))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -377,6 +377,12 @@ def work(name: str, storage_url: str, out: str | Path | None = None, device: str
             # this worker stalled past the grace period and its trial was failed and
             # retried elsewhere; the retry reuses the run by spec hash, so move on
             pass
+        except Exception:
+            # past the reconnect window Optuna's own clean-up fails too (and may raise
+            # something else); the storage knows why the worker stops
+            if getattr(storage, "gave_up", None):
+                raise StorageLost(storage.gave_up) from None
+            raise
         ran += 1
     return ran
 

@@ -93,10 +93,11 @@ def completed_keys(study: Any) -> list[tuple[int, int]]:
     return sorted(key_of(t) for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
 
-def wait_running(storage: Any, study: str, timeout: float = 120,
-                 skip: tuple[int, ...] = ()) -> tuple[int, int] | None:
+def wait_running(storage: Any, study: str, timeout: float = 120, skip: tuple[int, ...] = (),
+                 pid: int | None = None) -> tuple[int, int] | None:
     """(trial number, worker pid) of the first RUNNING trial whose worker has recorded
-    itself, or None after ``timeout`` s; trials numbered in ``skip`` are ignored."""
+    itself (worker ``pid`` if given), or None after ``timeout`` s; trials numbered in
+    ``skip`` are ignored."""
     import optuna
     from optuna.trial import TrialState
 
@@ -105,7 +106,7 @@ def wait_running(storage: Any, study: str, timeout: float = 120,
         s = optuna.load_study(study_name=study, storage=storage)
         for t in s.get_trials(states=(TrialState.RUNNING,)):
             w = t.user_attrs.get("worker", "")
-            if w and t.number not in skip:
+            if w and t.number not in skip and (pid is None or w.endswith(f":{pid}")):
                 return t.number, int(w.rsplit(":", 1)[1])
         time.sleep(0.2)
     return None
