@@ -145,18 +145,22 @@ class ReconnectingRDBStorage(RDBStorage):
                 self._lost(e)
                 time.sleep(min(2.0, max(0.2, self.reconnect_s / 10)))
                 continue
-            if self._lost_since is not None:
-                print(f"worker {os.getpid()}: {self.label} is back after "
-                      f"{time.time() - self._lost_since:.0f} s", file=sys.stderr, flush=True)
-                self._lost_since, self._back_at = None, time.time()
+            self._back()
             return out
+
+    def _back(self) -> None:
+        if self._lost_since is not None:
+            print(f"worker {os.getpid()}: {self.label} is back after "
+                  f"{time.time() - self._lost_since:.0f} s", file=sys.stderr, flush=True)
+            self._lost_since, self._back_at = None, time.time()
 
     def _lost(self, e: BaseException) -> None:
         now = time.time()
         if self._lost_since is None:
             self._lost_since = now
             print(f"worker {os.getpid()}: lost {self.label} ({_one_line(e.__cause__ or e)}); "
-                  f"reconnecting for up to {self.reconnect_s:.0f} s", file=sys.stderr, flush=True)
+                  f"reconnecting for up to {self.reconnect_s:.0f} s", file=sys.stderr,
+                  flush=True)
         elif now - self._lost_since > self.reconnect_s:
             self._gave_up = (f"{self.label}: unreachable for {now - self._lost_since:.0f} s "
                              f"({_one_line(e.__cause__ or e)}); this worker stops, its trial "
@@ -175,6 +179,8 @@ class ReconnectingRDBStorage(RDBStorage):
                 self._lost(e)
             except StorageLost:
                 pass  # the main thread stops the worker on its next storage call
+            return
+        self._back()
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         ids = self._retrying(RDBStorage._get_stale_trial_ids, study_id)
@@ -252,7 +258,8 @@ def _check_driver(url: str) -> None:
     import importlib.util
 
     scheme = url.split("://", 1)[0]
-    if scheme in ("postgresql", "postgresql+psycopg") and importlib.util.find_spec("psycopg") is None:
+    if scheme in ("postgresql", "postgresql+psycopg") \
+            and importlib.util.find_spec("psycopg") is None:
         raise UserError(f"storage {_redact(url)}: PostgreSQL needs psycopg 3: "
                         "pip install 'psycopg[binary]'")
 

@@ -113,3 +113,17 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "secret" not in lines[0] and "storage" in lines[0]
+
+
+def test_a_missing_psycopg_is_one_line_saying_what_to_install(monkeypatch):
+    import importlib.util
+
+    from archspec.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "psycopg" else real(name, *a))
+    with pytest.raises(UserError, match=r"PostgreSQL needs psycopg 3: pip install "
+                                        r"'psycopg\[binary\]'") as e:
+        make_storage("postgresql://u:secret@127.0.0.1:1/db")
+    assert "secret" not in str(e.value) and len(e.value.lines()) == 1
