@@ -3,12 +3,13 @@
     python benchmarks/app_load.py [--results DIR] [--clients 8] [--seconds 60]
 
 Starts ``archsearch app`` (127.0.0.1, a free port) over a results root with two runs
-(without ``--results``, or with fewer than two runs there, two tiny 8x8 digits runs are
-trained first in a temporary folder). Each client is its own browser-like session with its
+(without ``--results``, or with fewer than two finished runs there, two tiny 8x8 digits
+runs of ``examples/specs/tiny_unet_8.yaml`` are trained first through ``archsearch train``
+in a temporary folder). Only the CLI and the app's HTTP API are used. Each client is its own browser-like session with its
 own seed and loops, until ``--seconds`` have passed or ``--loops`` are done:
 
-- validate a 50-node spec whose name is unique to the client and loop (no cache hits);
-  the answer must name that spec;
+- validate the example spec ``tiny_unet_8`` under a name unique to the client and loop
+  (no cache hits); the answer must name that spec;
 - side by side of both runs (ddim, ``--steps`` steps, ``--n`` samples, the client's seed);
 - ``--moves`` slider moves to steps drawn from the client's seed.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+SPEC = ROOT / "examples" / "specs" / "tiny_unet_8.yaml"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 PER_PANEL = 5  # app.gui.side_by_side.PER_PANEL: header, x_t, x0-hat, figure, metrics
@@ -49,43 +50,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_two(steps: int) -> tuple[str, list[str]]:
-    """Two tiny 8x8 digits runs (different widths) in a temporary results root."""
-    from archspec import spec_from_dict
-    from evaluator.train import train
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
+
+def train_two(steps: int) -> str:
+    """A temporary results root with two tiny 8x8 digits runs of the example spec (widths
+    16 and 8), trained through the CLI."""
     root = tempfile.mkdtemp(prefix="archsearch-load-")
-    paths = []
     for name, width in (("load_a", 16), ("load_b", 8)):
-        data = {"name": name, "image": {"channels": 1, "size": 8},
-                "model": {"nodes": {
-                    "x": {"block": "input"}, "t": {"block": "timestep"},
-                    "temb": {"block": "time_embedding", "in": ["t"], "dim": 16},
-                    "eps": {"block": "unet", "in": ["x", "temb"], "channels": width,
-                            "channel_mult": [1, 2], "groups": 4}}, "output": "eps"},
-                "train": {"dataset": "digits", "steps": steps, "batch_size": 16}}
-        paths.append(str(train(spec_from_dict(data), root=root, device="cpu",
-                               progress=False).run.path))
-    return root, paths
+        subprocess.run([sys.executable, "-m", "app.cli", "train", str(SPEC), "--steps",
+                        str(steps), "--out", root, "--device", "cpu", "--no-progress",
+                        "-o", f"name={name}", "-o", f"vars.width={width}",
+                        "-o", "train.batch_size=16"], cwd=ROOT, env=_env(), check=True,
+                       stdout=subprocess.DEVNULL)
+    return root
+
+
+def trained_runs(root: str) -> list[str]:
+    """Run folders under ``root`` that finished training, oldest name first."""
+    out = []
+    for ckpt in sorted(Path(root).glob("runs/*/*/checkpoint.pt")):
+        status = ckpt.parent / "status.json"
+        if status.exists() and '"finished"' in status.read_text():
+            out.append(str(ckpt.parent))
+    return out
 
 
 def runs_of(results: str | None, steps: int) -> tuple[str, list[str]]:
-    from evaluator.runs import list_runs
-
-    if results:
-        runs = [r for r in list_runs(results) if r.checkpoint_file.exists()]
-        if len(runs) >= 2:
-            return results, [str(r.path) for r in runs[:2]]
-    return train_two(steps)
+    if results and len(trained_runs(results)) >= 2:
+        return results, trained_runs(results)[:2]
+    root = train_two(steps)
+    return root, trained_runs(root)[:2]
 
 
 def start_app(results: str, log: Path) -> tuple[subprocess.Popen, str]:
     """``archsearch app`` on 127.0.0.1 and a free port, answering HTTP."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--host", "127.0.0.1",
-                             "--port", str(port), "--results", results], cwd=ROOT, env=env,
+                             "--port", str(port), "--results", results], cwd=ROOT, env=_env(),
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url, end = f"http://127.0.0.1:{port}/", time.time() + 180
     while time.time() < end:
@@ -121,9 +125,8 @@ def panel_digests(out: list[Any], offset: int) -> tuple[str, ...]:
 
 
 def spec_text(name: str) -> str:
-    from app.gui.bench import spec_text as fifty_nodes
-
-    return fifty_nodes(50).replace("name: bench50", f"name: {name}", 1)
+    """The example spec under another name (a new text: validated, not a cache hit)."""
+    return re.sub(r"(?m)^name: .*$", f"name: {name}", SPEC.read_text(), count=1)
 
 
 class Session:
