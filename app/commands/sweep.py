@@ -79,6 +79,9 @@ def _add_worker_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help="heartbeat interval in seconds (a silent worker's trial is retried "
                         "after 2x this)")
+    p.add_argument("--reconnect", type=float, default=120.0, metavar="S",
+                   help="with an RDB storage: how long a worker waits for the database to come "
+                        "back (a restart) before it stops with a one-line message")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -182,9 +185,14 @@ def _run(args: argparse.Namespace) -> int:
     procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]
     codes = _watch(study, ls, procs)
     st = _print_status(study, ls)
+    complete = st["done"] == st["total"]
+    for p, code in zip(procs, codes):
+        if code:  # e.g. killed: its trial went stale and another worker retried it
+            print(f"worker {p.pid} exited with code {code}"
+                  + ("; its trials were retried" if complete else ""))
     print(f"analyze with: archsearch sweep analyze {ls.sweep.name}"
           + (f" --storage {url}" if args.storage else f" --out {args.out}"))
-    return 0 if not any(codes) and not st["failed"] else 1
+    return 0 if not st["failed"] and (complete or not any(codes)) else 1
 
 
 def _cores() -> int:
@@ -199,7 +207,8 @@ def _spawn_worker(url: str, name: str, args: argparse.Namespace, threads: int):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "app.cli", "sweep", "worker", "--storage", url,
            "--study", name, "--out", str(args.out), "--threads", str(threads),
-           "--device", args.device, "--heartbeat", str(args.heartbeat)]
+           "--device", args.device, "--heartbeat", str(args.heartbeat),
+           "--reconnect", str(args.reconnect)]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -240,7 +249,7 @@ def _worker(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     n = work(args.study, args.storage, out=args.out, device=args.device,
-             heartbeat=args.heartbeat, max_trials=args.max_trials)
+             heartbeat=args.heartbeat, max_trials=args.max_trials, reconnect=args.reconnect)
     print(f"worker {os.getpid()}: ran {n} trial(s)", file=sys.stderr)
     return 0
 

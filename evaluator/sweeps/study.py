@@ -1,4 +1,4 @@
-"""The Optuna study behind a sweep: storages, enqueueing, workers and trials.
+"""The Optuna study behind a sweep: enqueueing, workers and trials.
 
 The study is the source of truth. It holds the whole sweep definition (base spec
 inlined) as a study user attribute, so a worker anywhere needs only the storage URL and the
@@ -8,12 +8,9 @@ invent parameters. A trial trains and evaluates the row's resolved spec through
 ``evaluator.pipeline.evaluate.run_spec``: runs are keyed by spec hash,
 so an identical spec reuses the finished run.
 
-Storages:
-- default: Optuna's journal file (``<results>/sweeps/<name>/journal.log``), safe for several
-  processes on one machine. Optuna's journal storage has no heartbeat, so
-  :class:`HeartbeatJournalStorage` adds one through the same interface ``RDBStorage`` uses;
-- any RDB URL (``postgresql://user@host/db``) for workers on several machines, with
-  Optuna's own heartbeat. The results root must then be shared (NFS or similar).
+Storages (:mod:`evaluator.sweeps.storage`, re-exported here): Optuna's journal file by
+default, or an RDB URL (``postgresql://user@host/db``) for workers on several machines, whose
+results root must then be shared (NFS or similar).
 
 A worker killed mid-trial stops beating; the next worker that looks fails the stale trial
 and Optuna's retry callback (``RetryFailedTrialCallback``, renamed
@@ -33,119 +30,23 @@ from typing import Any, Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import JournalStorage, RDBStorage
-
-try:  # Optuna >= 4.9 renamed RetryFailedTrialCallback (the old name warns)
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
-except ImportError:  # pragma: no cover - older Optuna
-    from optuna.storages import RetryFailedTrialCallback as RetryCallback
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from archspec.errors import UserError
 from evaluator.sweeps.spec import LoadedSweep, budget_of, from_data, resolve
+from evaluator.sweeps.storage import (  # noqa: F401 - storages are part of this API
+    HEARTBEAT_S, RECONNECT_S, HeartbeatJournalStorage, ReconnectingRDBStorage, StorageLost,
+    default_storage, is_rdb, make_storage,
+)
 
 SWEEP_ATTR = "sweep"
 OUT_ATTR = "results_root"
-HEARTBEAT_S = 10
 GRACE_S = 30
-MAX_RETRY = 3
 POLL_S = 1.0
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # heartbeats and their retry callback are marked experimental; they are what we need
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-# ---- storages ---------------------------------------------------------------------------
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
-    """Journal storage with heartbeats kept as a trial system attribute.
-
-    ``record_heartbeat`` appends the wall-clock time; a RUNNING trial whose last beat (or
-    start) is older than ``grace_period`` is stale. The journal serialises state changes,
-    so when two workers fail the same stale trial only the first succeeds."""
-
-    def __init__(self, path: str | Path, heartbeat_interval: int = HEARTBEAT_S,
-                 grace_period: int | None = None, failed_trial_callback: Any = None) -> None:
-        from optuna.storages.journal import JournalFileBackend
-
-        super().__init__(JournalFileBackend(str(path)))
-        self.heartbeat_interval = heartbeat_interval
-        self.grace_period = grace_period or 2 * heartbeat_interval
-        self.failed_trial_callback = failed_trial_callback
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        try:
-            self.set_trial_system_attr(trial_id, "heartbeat", time.time())
-        except UpdateFinishedTrialError:
-            pass  # another worker judged this trial stale; its retry is queued
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        now, out = time.time(), []
-        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            last = t.system_attrs.get("heartbeat")
-            if last is None and t.datetime_start is not None:
-                last = t.datetime_start.timestamp()
-            if last is not None and now - last > self.grace_period:
-                out.append(t._trial_id)
-        return out
-
-    def get_heartbeat_interval(self) -> int | None:
-        return self.heartbeat_interval
-
-    def get_heartbeat_stale_trial_callback(self) -> Any:
-        return self.failed_trial_callback
-
-
-def default_storage(out: str | Path, name: str) -> str:
-    return str(Path(out) / "sweeps" / name / "journal.log")
-
-
-def is_rdb(url: str) -> bool:
-    return "://" in url and not url.startswith("journal:")
-
-
-def make_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int | None = None) -> Any:
-    """An RDB storage for ``scheme://`` URLs, else a journal file at the path (``journal:``
-    prefix optional); both with heartbeats and retry of stale trials."""
-    retry = RetryCallback(max_retry=MAX_RETRY)
-    if is_rdb(url):
-        import inspect
-
-        # Optuna >= 4.9 names the callback heartbeat_stale_trial_callback
-        cb = ("heartbeat_stale_trial_callback"
-              if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
-              else "failed_trial_callback")
-        try:
-            return RDBStorage(_driver_url(url), heartbeat_interval=heartbeat,
-                              grace_period=grace or 2 * heartbeat, **{cb: retry},
-                              engine_kwargs={"pool_pre_ping": True})
-        except Exception as e:  # noqa: BLE001 - driver/connection errors become one line
-            raise UserError(f"storage {_redact(url)}: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    path = Path(url.removeprefix("journal:"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return HeartbeatJournalStorage(path, heartbeat, grace, retry)
-
-
-def _driver_url(url: str) -> str:
-    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to
-    psycopg 3, while the project depends on psycopg2 (binary wheels everywhere)."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
-
-
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        return f"{scheme}://{cred.split(':')[0]}:***@{host}" if ":" in cred else url
-    return url
 
 
 def list_studies(out: str | Path = "results") -> list[dict[str, Any]]:
@@ -391,6 +292,8 @@ class Objective:
             repeats = list(range(self.ls.sweep.repeats))
         try:
             results = [run_config(self.ls, labels, r, self.out, self.device) for r in repeats]
+        except StorageLost:
+            raise  # the trial stays RUNNING, goes stale and is retried elsewhere
         except Exception as e:  # noqa: BLE001 - recorded on the trial; the sweep goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:2000])
             raise
@@ -441,11 +344,12 @@ def open_trials(study: optuna.Study, ls: LoadedSweep) -> tuple[int, int, int]:
 
 def work(name: str, storage_url: str, out: str | Path | None = None, device: str = "cpu",
          heartbeat: int = HEARTBEAT_S, grace: int | None = None,
-         max_trials: int | None = None) -> int:
-    """Run trials until the design is done; returns how many this worker ran."""
+         max_trials: int | None = None, reconnect: float = RECONNECT_S) -> int:
+    """Run trials until the design is done; returns how many this worker ran. An RDB
+    storage lost for longer than ``reconnect`` seconds raises :class:`StorageLost`."""
     from optuna.storages import fail_stale_trials
 
-    storage = make_storage(storage_url, heartbeat, grace)
+    storage = make_storage(storage_url, heartbeat, grace, reconnect)
     study, ls = load_study(name, storage)
     out = out or study.user_attrs.get(OUT_ATTR, "results")
     objective = Objective(ls, out, device)
@@ -468,6 +372,12 @@ def work(name: str, storage_url: str, out: str | Path | None = None, device: str
             # this worker stalled past the grace period and its trial was failed and
             # retried elsewhere; the retry reuses the run by spec hash, so move on
             pass
+        except Exception:
+            # past the reconnect window Optuna's own clean-up fails too (and may raise
+            # something else); the storage knows why the worker stops
+            if getattr(storage, "gave_up", None):
+                raise StorageLost(storage.gave_up) from None
+            raise
         ran += 1
     return ran
 

@@ -45,48 +45,66 @@ def _as_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class PgServer:
+    """A running test server: ``url``, and ``stop()`` / ``start()`` to restart it (same
+    data folder and port) as an operator would in the middle of a sweep."""
+
+    def __init__(self, bindir: Path, root: Path, port: int) -> None:
+        self.bindir, self.data, self.root, self.port = bindir, root / "data", root, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/"
+
+    def _run(self, *cmd: object, check: bool = True) -> None:
+        subprocess.run(_as_user([str(x) for x in cmd]), check=check, capture_output=True,
+                       text=True, timeout=120)
+
+    def start(self) -> None:
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c max_connections=50")
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-o", opts, "-l",
+                  self.root / "log", "-w", "-t", "60", "start")
+
+    def stop(self, check: bool = True) -> None:
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop",
+                  check=check)
+
+
 @contextmanager
-def postgres_server(db: str = "sweeps") -> Iterator[str]:
-    """Yield ``postgresql://postgres@127.0.0.1:PORT/DB`` of a fresh server."""
+def postgres_server(db: str = "sweeps") -> Iterator[PgServer]:
+    """Yield a fresh server whose ``url`` is ``postgresql://postgres@127.0.0.1:PORT/DB``."""
     bindir = find_bin()
     if bindir is None:
         raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl)")
     root = Path(tempfile.mkdtemp(prefix="archsearch-pg-", dir="/tmp"))
-    data, port = root / "data", _free_port()
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
     os.chmod(root, 0o755)
-    run = lambda *c: subprocess.run(_as_user([str(x) for x in c]), check=True,  # noqa: E731
-                                    capture_output=True, text=True, timeout=120)
+    srv = PgServer(bindir, root, _free_port())
     try:
-        run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c max_connections=50")
-        run(bindir / "pg_ctl", "-D", data, "-o", opts, "-l", root / "log", "-w", "-t", "60",
-            "start")
+        srv._run(bindir / "initdb", "-D", srv.data, "-A", "trust", "-U", "postgres",
+                 "--no-sync")
+        srv.start()
         try:
-            _create_db(port, db)
-            yield f"postgresql://postgres@127.0.0.1:{port}/{db}"
+            _create_db(srv.port, db)
+            srv.url += db
+            yield srv
         finally:
-            run(bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+            srv.stop(check=False)  # a test may have left it stopped
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _create_db(port: int, db: str) -> None:
-    import psycopg2
+    import psycopg
 
     end = time.time() + 30
     while True:
         try:
-            conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres",
-                                    dbname="postgres")
+            conn = psycopg.connect(host="127.0.0.1", port=port, user="postgres",
+                                   dbname="postgres", autocommit=True)
             break
-        except psycopg2.OperationalError:
+        except psycopg.OperationalError:
             if time.time() > end:
                 raise
             time.sleep(0.3)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{db}"')
-    conn.close()
+    with conn:
+        conn.execute(f'CREATE DATABASE "{db}"')

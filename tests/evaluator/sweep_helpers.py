@@ -48,19 +48,28 @@ def write_sweep(tmp: Path, data: dict[str, Any], name: str = "sweep.yaml") -> Pa
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``archsearch ARGS`` in a fresh interpreter (one thread), output captured."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
-def spawn_worker(storage: str, study: str, out: Path, heartbeat: int = 1,
-                 log: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def _env() -> dict[str, str]:
+    # the project first, then whatever the caller's path holds (e.g. a driver folder)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def spawn(*args: str, log: Path | None = None) -> subprocess.Popen:
+    """``archsearch ARGS`` started in the background, output to ``log``."""
     sink = open(log, "w") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "sweep", "worker", "--storage",
-                             storage, "--study", study, "--out", str(out), "--threads", "1",
-                             "--device", "cpu", "--heartbeat", str(heartbeat)],
-                            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=_env(),
+                            stdout=sink, stderr=subprocess.STDOUT)
+
+
+def spawn_worker(storage: str, study: str, out: Path, heartbeat: int = 1,
+                 log: Path | None = None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    return spawn("sweep", "worker", "--storage", storage, "--study", study, "--out", str(out),
+                 "--threads", "1", "--device", "cpu", "--heartbeat", str(heartbeat), *extra,
+                 log=log)
 
 
 def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
@@ -82,3 +91,22 @@ def completed_keys(study: Any) -> list[tuple[int, int]]:
     from evaluator.sweeps.study import key_of
 
     return sorted(key_of(t) for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def wait_running(storage: Any, study: str, timeout: float = 120, skip: tuple[int, ...] = (),
+                 pid: int | None = None) -> tuple[int, int] | None:
+    """(trial number, worker pid) of the first RUNNING trial whose worker has recorded
+    itself (worker ``pid`` if given), or None after ``timeout`` s; trials numbered in
+    ``skip`` are ignored."""
+    import optuna
+    from optuna.trial import TrialState
+
+    end = time.time() + timeout
+    while time.time() < end:
+        s = optuna.load_study(study_name=study, storage=storage)
+        for t in s.get_trials(states=(TrialState.RUNNING,)):
+            w = t.user_attrs.get("worker", "")
+            if w and t.number not in skip and (pid is None or w.endswith(f":{pid}")):
+                return t.number, int(w.rsplit(":", 1)[1])
+        time.sleep(0.2)
+    return None

@@ -1,9 +1,11 @@
 """The Optuna study behind a sweep: workers, exactly-once rows, faults, resume, reuse."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -14,7 +16,7 @@ from evaluator.sweeps.study import (
     create_or_resume, enqueue_missing, key_of, load_study, make_storage, status, work,
 )
 from tests.evaluator.sweep_helpers import (
-    cli, completed_keys, spawn_worker, tiny_sweep, wait_all, write_sweep,
+    cli, completed_keys, spawn, spawn_worker, tiny_sweep, wait_all, wait_running, write_sweep,
 )
 
 ALL_L4 = [(0, 0), (1, 0), (2, 0), (3, 0)]
@@ -251,3 +253,49 @@ def test_costs_enqueue_the_longest_rows_first_and_workers_take_them_in_that_orde
     assert key_of(study.trials[first.number]) == (1, 0)
     # nothing missing: the (profiling) cost estimate is not even asked for
     assert enqueue_missing(study, ls, costs=lambda: pytest.fail("profiled for nothing")) == 0
+
+
+def _kill_mid_trial(storage, skip=(), pid=None) -> tuple[int, int]:
+    """SIGKILL the worker (``pid``, or any) of the first RUNNING trial not in ``skip``;
+    (trial, pid)."""
+    found = wait_running(storage, "tiny_l4", timeout=180, skip=skip, pid=pid)
+    assert found is not None, "no worker started a trial"
+    os.kill(found[1], signal.SIGKILL)
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_of_a_two_worker_sweep_killed_twice_loses_and_repeats_nothing(tmp_path):
+    p = write_sweep(tmp_path, tiny_sweep(steps=60))
+    out = tmp_path / "results"
+    url = _journal(out)
+    sweep = spawn("sweep", "run", str(p), "--workers", "2", "--out", str(out), "--device",
+                  "cpu", "--heartbeat", "1", "--no-profile", log=tmp_path / "run.log")
+    end = time.time() + 120
+    while not os.path.exists(url) and time.time() < end:
+        time.sleep(0.2)
+    storage = make_storage(url)
+    first = _kill_mid_trial(storage)
+    # the operator starts a worker in its place; it is killed mid-trial too
+    again = spawn_worker(url, "tiny_l4", out, heartbeat=1)
+    second = _kill_mid_trial(storage, skip=(first[0],), pid=again.pid)
+    again.wait()
+    assert wait_all([sweep], timeout=500) == [0], (tmp_path / "run.log").read_text()[-3000:]
+    log = (tmp_path / "run.log").read_text()
+    assert "done 4, running 0, failed 0" in log and "Traceback" not in log
+    study = optuna.load_study(study_name="tiny_l4", storage=make_storage(url))
+    assert completed_keys(study) == ALL_L4  # every row once, no duplicate trial
+    trials = {t.number: t for t in study.get_trials()}
+    for killed, pid in (first, second):
+        assert trials[killed].state == TrialState.FAIL
+        retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
+        assert len(retries) == 1 and not retries[0].user_attrs["worker"].endswith(f":{pid}")
+    for run in {t.user_attrs["run"] for t in trials.values() if t.state == TrialState.COMPLETE}:
+        events = [line.split(" ", 2)[-1] for line in
+                  (Path(run) / "log.txt").read_text().splitlines()]
+        done = [i for i, e in enumerate(events) if e.startswith("finished at step")]
+        assert len(done) == 1, events  # trained to the end once, never again after that
+        assert not any(e.startswith(("start", "resume at step")) for e in events[done[0]:])
+        lines = (Path(run) / "loss.jsonl").read_text().splitlines()
+        steps = [json.loads(x)["step"] for x in lines]
+        assert sorted(set(steps)) == steps and len(steps) == 60
