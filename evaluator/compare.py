@@ -11,8 +11,10 @@ Surfaces (the Gradio app) only lay these out.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -203,3 +205,97 @@ def metrics_table(run: Any) -> dict[str, Any]:
             "n": first.get("n"), "seeds": first.get("seeds"),
             "batch_size": (first.get("settings") or {}).get("batch_size"),
             "device": ((ev or {}).get("speed") or {}).get("device")}
+
+
+# ---- results table ----------------------------------------------------------------------
+def fd_columns(run: Any) -> dict[str, float]:
+    """``FD-<ds> <sampler>@<steps>`` -> mean, for every evaluated setting of the run (the
+    step count in the name, so the columns say what they measure)."""
+    from evaluator.runs import eval_rows
+
+    out = {}
+    for r in eval_rows(run):
+        for k, v in r.items():
+            if k.startswith("FD-") and isinstance(v, float):
+                out[f"{k} {r['sampler']}@{r['steps']}"] = v
+    return out
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def differences(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per run path: what its resolved spec sets differently from the other runs of the
+    same name (``train.steps=30, model.nodes.temb.dim=16``); "" for a name held once."""
+    from evaluator.runs import read_json
+
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    out = {}
+    for group in by_name.values():
+        flats = {r["path"]: _flat(read_json(Path(r["path"]) / "spec.resolved.json",
+                                            default={}) or {}) for r in group}
+        keys = set().union(*flats.values()) if flats else set()
+        varying = sorted(k for k in keys
+                         if len({json.dumps(f.get(k), sort_keys=True, default=str)
+                                 for f in flats.values()}) > 1)
+        for p, f in flats.items():
+            out[p] = ", ".join(f"{k}={f.get(k)}" for k in varying) if len(group) > 1 else ""
+    return out
+
+
+def results_rows(root: Any, text: str = "", status: str | None = None,
+                 sort_by: str = "name", descending: bool = False) -> list[dict[str, Any]]:
+    """:func:`evaluator.runs.query_runs` rows plus a column per evaluated FD setting
+    (:func:`fd_columns`) and ``differs`` (:func:`differences`), sorted by any column
+    (rows without a value last)."""
+    from evaluator.runs import RunDir, query_runs
+
+    rows = query_runs(root, text, status)
+    diff = differences(rows)
+    for r in rows:
+        r.update(fd_columns(RunDir(Path(r["path"]))))
+        r["differs"] = diff.get(r["path"], "")
+    present = [r for r in rows if r.get(sort_by) not in (None, "")]
+    missing = [r for r in rows if r.get(sort_by) in (None, "")]
+    present.sort(key=lambda r: (isinstance(r[sort_by], str), r[sort_by]), reverse=descending)
+    return present + missing
+
+
+# ---- band shares of stored evaluations --------------------------------------------------
+def shares_from_raps(power: list[float], size: int, n_bands: int) -> list[float]:
+    """Band-energy shares (the :func:`bands_for` definition) of a stored RAPS: each rfft
+    coefficient gets its radial bin's mean power and joins its band by
+    :func:`blocks.fourier.band_index`; exact when power is radially uniform within a bin
+    (an estimate otherwise, since the stored evaluation keeps only the RAPS)."""
+    bins = fourier.radial_bins(size, size).flatten()
+    bands = fourier.band_index(size, size, n_bands).flatten()
+    weight = fourier.rfft_multiplicity(size, size).flatten()
+    p = torch.tensor(power, dtype=torch.float64)
+    per = p[bins.clamp(max=len(p) - 1)] * weight
+    per[bins == 0] = 0.0                                   # DC: removed
+    energy = torch.zeros(n_bands, dtype=torch.float64).index_add_(0, bands, per)
+    total = float(energy.sum())
+    return (energy / total).tolist() if total > 0 else [math.nan] * n_bands
+
+
+def stored_band_shares(run: Any) -> dict[str, Any] | None:
+    """``{"bands": labels, "series": {name: shares}}`` of a run's spectra.json (data and
+    each evaluated setting) in the one band definition; None without spectra."""
+    from evaluator.runs import read_json
+
+    sp = read_json(run.spectra_file, default={}) or {}
+    size = ((read_json(run.spec_json, default={}) or {}).get("image") or {}).get("size")
+    if "data" not in sp or not size:
+        return None
+    n = bands_for(int(size))
+    series = {k: shares_from_raps(v["raps"]["power"], int(size), n) for k, v in sp.items()
+              if isinstance(v, dict) and "raps" in v}
+    return {"bands": band_labels(n), "series": series, "size": int(size)}
