@@ -114,9 +114,12 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> dict[str, Any]:
 
         rows = results_rows(ctx.root, t or "", st or None, sb or "name", bool(d))
         cols, values = table(rows)
-        sortable = [*SORTABLE, *[c for c in cols if c.startswith(("best ", "FD-"))]]
-        return ({"headers": cols, "data": values}, write_csv(cols, values),
-                gr.update(choices=sortable))
+        return {"headers": cols, "data": values}, write_csv(cols, values)
+
+    def sort_choices(tbl):
+        cols = list(getattr(tbl, "columns", None) if tbl is not None else [])
+        return gr.update(choices=[*SORTABLE, *[c for c in cols
+                                               if str(c).startswith(("best ", "FD-"))]])
 
     @ui_errors
     def do_plots(t, st):
@@ -139,12 +142,15 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> dict[str, Any]:
         return msg, gr.update(value=a, visible=a is not None), gr.update(
             value=b, visible=b is not None)
 
-    ev = query.click(do_query, [text, status, sort_by, desc], [runs, csv_file, sort_by],
+    ev = query.click(do_query, [text, status, sort_by, desc], [runs, csv_file],
                      api_name="runs")
     ev.then(do_plots, [text, status], plots, api_name="results_plots")
+    ev.then(sort_choices, runs, sort_by, api_name=False, show_progress="hidden")
     query.click(do_sweep, None, [sweep_msg, effects, parallel], api_name="sweep")
     if demo is not None:  # filled when the page opens, not only on "query"
-        demo.load(do_query, [text, status, sort_by, desc], [runs, csv_file, sort_by],
-                  api_name=False).then(do_plots, [text, status], plots, api_name=False)
+        loaded = demo.load(do_query, [text, status, sort_by, desc], [runs, csv_file],
+                           api_name=False)
+        loaded.then(do_plots, [text, status], plots, api_name=False)
+        loaded.then(sort_choices, runs, sort_by, api_name=False, show_progress="hidden")
         demo.load(do_sweep, None, [sweep_msg, effects, parallel], api_name=False)
     return {}
