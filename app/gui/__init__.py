@@ -17,7 +17,8 @@ from pathlib import Path  # noqa: E402
 # Equal panel widths whatever their content; tables keep readable columns (scrolling
 # sideways in a narrow panel rather than squeezing to one letter).
 CSS = """
-#panels > .column, #panels > div { flex: 1 1 0 !important; min-width: 220px; }
+#panels { flex-wrap: nowrap !important; }
+#panels > .column, #panels > div { flex: 1 1 0 !important; min-width: 0 !important; }
 .metrics-wrap { overflow-x: auto; max-width: 100%; }
 .metrics-table { border-collapse: collapse; font-size: 12px; }
 .metrics-table th, .metrics-table td { min-width: 56px; padding: 2px 6px;

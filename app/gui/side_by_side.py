@@ -48,8 +48,8 @@ def _metrics_md(run) -> str:
                  *[_f(r.get(c)) for c in cols], _f(r.get("ms_per_nfe"))]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     notes = [f'<li title="{html.escape(str(why))}"><b>{html.escape(c)}</b> unavailable: '
-             f"{html.escape(str(why))}</li>" for c, why in sorted(m["reasons"].items())
-             if c not in cols]
+             f"{html.escape(str(why).removeprefix('unavailable: '))}</li>"
+             for c, why in sorted(m["reasons"].items()) if c not in cols]
     return (f'<div class="metrics-wrap"><table class="metrics-table"><thead><tr>{head}</tr>'
             f"</thead><tbody>{''.join(body)}</tbody></table></div>"
             f"<p class=\"metrics-note\">N={m['n']} seeds={m['seeds']} ({m['budget']} budget); "
@@ -206,9 +206,9 @@ def build(ctx: Context) -> dict[str, Any]:
     state = gr.State(None)
     outputs: list[Any] = []
     columns: list[Any] = []
-    with gr.Row(elem_id="panels", equal_height=True):
+    with gr.Row(elem_id="panels"):
         for i in range(MAX_PANELS):
-            with gr.Column(min_width=220, scale=1, visible=False,
+            with gr.Column(min_width=160, scale=1, visible=False,
                            elem_classes=["panel-col"]) as col:
                 columns.append(col)
                 outputs += [

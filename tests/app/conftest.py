@@ -37,6 +37,21 @@ def two_runs(root):
     return runs
 
 
+def four_runs(root):
+    """:func:`two_runs` and two more (wider time embeddings): four panels' worth."""
+    from archspec import spec_from_dict
+    from evaluator.train import train
+    from tests.evaluator.helpers import mini_spec
+
+    runs = two_runs(root)
+    for name, dim in (("mini_c", 24), ("mini_d", 32)):
+        data = mini_spec(train={"steps": 30, "batch_size": 16})
+        data["name"] = name
+        data["model"]["nodes"]["temb"]["dim"] = dim
+        runs.append(train(spec_from_dict(data), root=root, device="cpu", progress=False).run)
+    return runs
+
+
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory):
     """(url, demo, runs, root): the app on 127.0.0.1:<free port>; the first run is also
