@@ -66,3 +66,56 @@ def test_divergence_flags_non_finite_and_exploding():
 
 def test_log10_ratio():
     assert log10_ratio(10.0, 1.0) == pytest.approx(1.0) and log10_ratio(0.0, 1.0) is None
+
+
+def _run_with_band_error(tmp_path, n_bands: int):
+    from archspec import spec_from_dict
+    from evaluator.runs import RunDir
+    from tests.evaluator.helpers import mini_spec
+
+    run = RunDir.create(spec_from_dict(mini_spec()), tmp_path)
+    ratios = [0.1 * (b + 1) for b in range(n_bands)]
+    row = {"pipeline": "mini", "sampler": "ddim", "steps": 5, "nfe": 5, "n": 8, "seeds": [0],
+           "metrics": {}, "band_error": {"band_edges": band_edges(n_bands),
+                                         "log10_ratio": ratios, "abs_error": ratios,
+                                         "n": 8, "seeds": [0]}}
+    run.update_metrics("eval", {"quick": {"results": [row]}})
+    return run
+
+
+def test_report_marks_empty_bands(tmp_path):
+    from evaluator.report import band_error_table
+
+    run = _run_with_band_error(tmp_path, 8)          # 8 bands at 8x8: three are empty
+    header, row = band_error_table([run])
+    cells = row[5:13]
+    empty = empty_bands(8, 8)
+    assert sum(empty) == 3
+    assert [c == "—" for c in cells] == empty
+    assert "+0.00" not in row and cells[2] == "+0.30"
+    assert row[-1].endswith("(+0.80)")               # the worst of the bands that exist
+
+
+def test_stored_band_shares_use_one_band_definition(tmp_path):
+    from evaluator.compare import shares_from_raps, stored_band_shares
+    from evaluator.metrics.spectral import band_energy_shares, radial_power_spectrum
+    from evaluator.runs import write_json
+
+    torch.manual_seed(1)
+    # white noise: the RAPS-based estimate is close to the shares measured directly
+    x = torch.randn(64, 1, 8, 8)
+    _, raps = radial_power_spectrum(x)
+    got = shares_from_raps(raps.tolist(), 8, 3)
+    assert sum(got) == pytest.approx(1.0) and all(g > 0 for g in got)
+    white = torch.ones_like(raps)     # flat spectrum: shares = weighted frequency counts
+    from blocks import fourier
+    w = fourier.rfft_multiplicity(8, 8).flatten()[1:]
+    idx = fourier.band_index(8, 8, 3).flatten()[1:]
+    wc = torch.zeros(3, dtype=torch.float64).index_add_(0, idx, w)
+    assert shares_from_raps(white.tolist(), 8, 3) == pytest.approx((wc / wc.sum()).tolist())
+    assert got == pytest.approx(band_energy_shares(x, 3).tolist(), abs=0.05)
+    run = _run_with_band_error(tmp_path, 3)
+    write_json(run.spectra_file, {"data": {"raps": {"power": raps.tolist()}},
+                                  "ddim_5": {"raps": {"power": white.tolist()}}})
+    s = stored_band_shares(run)
+    assert s["bands"] == band_labels(3) and set(s["series"]) == {"data", "ddim_5"}
