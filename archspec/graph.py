@@ -1,7 +1,8 @@
 """A validated spec as a networkx graph (for drawing, diffing, analysis).
 
 Nodes carry ``block``, ``family``, ``domain`` (of the node's output), ``shape`` and
-``params`` (parameter count); edges carry the ``domain`` and ``shape`` of the tensor they
+``params`` (parameter count; a unet composite also ``stage_domains``: the domain its
+encoder and decoder stages compute in); edges carry the ``domain`` and ``shape`` of the tensor they
 move. With ``expand_unet=True`` every ``unet`` composite is replaced by its stages
 (stem, encoder levels, middle, decoder levels, head) with the skip connections, as
 :func:`blocks.unet.build_unet` lays them out; stage shapes are (channels, H, W) of the
@@ -31,6 +32,13 @@ def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
         for i, src in enumerate(spec.model.nodes[nid].in_):
             g.add_edge(src, nid, domain=g.nodes[src]["domain"], shape=g.nodes[src]["shape"],
                        slot=i)
+    img = (spec.image.channels, spec.image.size, spec.image.size)
+    for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
+        # what the composite computes in, stage by stage (its output is always real)
+        stages = unet_stages(v.params[nid], img)[0][1:-1]
+        g.nodes[nid]["stage_domains"] = {
+            "encoder": stages[0]["domain"],
+            "decoder": next(s["domain"] for s in stages if s["id"].startswith("dec"))}
     if expand_unet:
         for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
             _expand(g, nid, v.params[nid], spec)

@@ -53,22 +53,52 @@ def graph_figure(g: Any) -> go.Figure:
                              showlegend=False))
     by_domain: dict[str, list[str]] = {}
     for n, d in g.nodes(data=True):
-        by_domain.setdefault(d.get("domain") or "?", []).append(n)
+        by_domain.setdefault(_draw_domain(d), []).append(n)
+    totals: dict[str, int] = {}
+    for n, d in g.nodes(data=True):
+        if "parent" in d:
+            totals[d["parent"]] = max(totals.get(d["parent"], 0), d.get("params", 0))
     for dom, ns in sorted(by_domain.items()):
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in ns], y=[pos[n][1] for n in ns], mode="markers+text",
             name=dom, text=[n.split(".", 1)[1] if "depth" in g.nodes[n] else n for n in ns],
-            textposition=[label_at[n] for n in ns], textfont=dict(size=10),
-            marker=dict(size=16, color=DOMAIN_COLOURS.get(dom, "#7f7f7f"),
-                        line=dict(width=2, color=["black" if g.nodes[n].get("output")
-                                                  else "white" for n in ns])),
-            hovertext=[f"{n}: {g.nodes[n]['block']}<br>{dom} {g.nodes[n].get('shape')}<br>"
-                       f"{g.nodes[n].get('params', 0):,} params" for n in ns],
-            hoverinfo="text"))
+            textposition=[label_at[n] for n in ns], textfont=dict(size=9),
+            marker=dict(size=16, color=DOMAIN_COLOURS.get(dom.split(" ")[0], "#7f7f7f"),
+                        line=dict(width=[4 if "stage_domains" in g.nodes[n] else 2
+                                         for n in ns],
+                                  color=[_rim(g.nodes[n]) for n in ns])),
+            hovertext=[_node_hover(n, g.nodes[n], totals) for n in ns], hoverinfo="text"))
     fig.update_layout(template="plotly_white", height=380, legend_title="domain",
                       xaxis=dict(visible=False), yaxis=dict(visible=False),
                       margin=dict(l=10, r=10, t=30, b=10), title=g.graph.get("name", ""))
     return fig
+
+
+def _draw_domain(d: dict) -> str:
+    """Legend group of a node: its domain; a unet composite by its stages' domains."""
+    sd = d.get("stage_domains")
+    if sd:
+        return (f"{sd['encoder']} stages" if sd["encoder"] == sd["decoder"]
+                else f"{sd['encoder']} enc / {sd['decoder']} dec stages")
+    return d.get("domain") or "?"
+
+
+def _rim(d: dict) -> str:
+    if d.get("output"):
+        return "black"
+    sd = d.get("stage_domains")
+    return DOMAIN_COLOURS.get(sd["decoder"], "#7f7f7f") if sd else "white"
+
+
+def _node_hover(n: str, d: dict, totals: dict[str, int]) -> str:
+    head = f"{n}: {d['block']}<br>{d.get('domain')} {d.get('shape')}<br>"
+    if "parent" in d:  # a stage of an expanded unet: only the whole UNet is counted
+        return head + (f"stage of {d['parent']}, whose {totals.get(d['parent'], 0):,} "
+                       "parameters are counted for the whole UNet")
+    sd = d.get("stage_domains")
+    extra = (f"<br>stages: encoder {sd['encoder']}, decoder {sd['decoder']} "
+             "(output real)") if sd else ""
+    return head + f"{d.get('params', 0):,} params" + extra
 
 
 # ---- side by side ----------------------------------------------------------------------

@@ -51,3 +51,18 @@ def test_sweep_view_uses_the_sweeps_package(tmp_path, monkeypatch):
     msg, a, b = sweep_view(tmp_path)
     assert "`l9` (9 trials" in msg and a is fig_me and b is fig_pc
     assert calls == [("l9", str(tmp_path / "sweeps/l9/journal.log"))]
+
+
+def test_graph_figure_colours_unet_by_stages_and_hovers_honestly():
+    from app.gui.figures import graph_figure
+    from archspec import load_spec
+    from archspec.graph import spec_graph
+    from tests.conftest import SPECS
+
+    spatial = graph_figure(spec_graph(load_spec(SPECS / "tiny_unet_8.yaml")))
+    spectral = graph_figure(spec_graph(load_spec(SPECS / "spectral_unet_8.yaml")))
+    names = lambda f: {t.name for t in f.data if t.name}  # noqa: E731
+    assert "real stages" in names(spatial) and "complex stages" in names(spectral)
+    ex = graph_figure(spec_graph(load_spec(SPECS / "tiny_unet_8.yaml"), expand_unet=True))
+    hovers = [h for t in ex.data for h in (t.hovertext or []) if "enc0.0" in h]
+    assert hovers and "counted for the whole UNet" in hovers[0] and " 0 params" not in hovers[0]

@@ -41,3 +41,23 @@ def test_unet_expands_into_stages_with_skips():
     assert g.nodes["eps.enc1.0"]["shape"] == (2 * p.channels, 4, 4)
     assert g.has_edge("x", "eps.stem") and g.has_edge("temb", "eps.mid0")
     assert g.nodes["eps.head"]["params"] == spec.validated.param_counts["eps"]
+
+
+def test_unet_node_knows_its_stages_domains():
+    from archspec import load_spec
+    from archspec.graph import spec_graph, unet_stages
+    from tests.conftest import SPECS
+
+    for name, want in (("tiny_unet_8", ("real", "real")),
+                       ("spectral_unet_8", ("complex", "complex")),
+                       ("hybrid_unet_8", ("complex", "real"))):
+        spec = load_spec(SPECS / f"{name}.yaml")
+        g = spec_graph(spec)
+        (nid,) = [n for n in g if g.nodes[n]["block"] == "unet"]
+        sd = g.nodes[nid]["stage_domains"]
+        assert (sd["encoder"], sd["decoder"]) == want, name
+        # the same as the expanded graph's own stages say
+        ex = spec_graph(spec, expand_unet=True)
+        assert ex.nodes[f"{nid}.enc0.0"]["domain"] == want[0]
+        assert ex.nodes[f"{nid}.dec0.0"]["domain"] == want[1]
+        assert unet_stages  # the helper stays public
