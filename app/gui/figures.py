@@ -61,7 +61,9 @@ def graph_figure(g: Any) -> go.Figure:
     for dom, ns in sorted(by_domain.items()):
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in ns], y=[pos[n][1] for n in ns], mode="markers+text",
-            name=dom, text=[n.split(".", 1)[1] if "depth" in g.nodes[n] else n for n in ns],
+            name=dom, text=[n.split(".", 1)[1] if "depth" in g.nodes[n]
+                            else n + (" (output)" if g.nodes[n].get("output") else "")
+                            for n in ns],
             textposition=[label_at[n] for n in ns], textfont=dict(size=9),
             marker=dict(size=16, color=DOMAIN_COLOURS.get(dom.split(" ")[0], "#7f7f7f"),
                         line=dict(width=[4 if "stage_domains" in g.nodes[n] else 2
@@ -84,10 +86,12 @@ def _draw_domain(d: dict) -> str:
 
 
 def _rim(d: dict) -> str:
-    if d.get("output"):
-        return "black"
+    """Marker rim: a unet's decoder domain (its fill is the encoder's); else black for
+    the output node."""
     sd = d.get("stage_domains")
-    return DOMAIN_COLOURS.get(sd["decoder"], "#7f7f7f") if sd else "white"
+    if sd:
+        return DOMAIN_COLOURS.get(sd["decoder"], "#7f7f7f")
+    return "black" if d.get("output") else "white"
 
 
 def _node_hover(n: str, d: dict, totals: dict[str, int]) -> str:
