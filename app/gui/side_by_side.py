@@ -117,9 +117,11 @@ def render_step(trajs: list, k: int, only_step: bool = False) -> list[Any]:
             out += [gr.update(visible=False)] * PER_PANEL
             continue
         t, j, ref = trajs[i], js[i], refs[i]
-        why = divergence(t.x0[-1], ref["band_energy"])
-        settle = ([None] * t.band_energy.shape[1] if why
-                  else settle_step(t.band_energy, t.band_energy[-1], SETTLE_TOL))
+        if getattr(t, "flags", None) is None:  # per trajectory, not per step: once
+            why = divergence(t.x0[-1], ref["band_energy"])
+            t.flags = (why, [None] * t.band_energy.shape[1] if why
+                       else settle_step(t.band_energy, t.band_energy[-1], SETTLE_TOL))
+        why, settle = t.flags
         fig = figures.panel_figure(t.band_energy, stats[i], ref, j + 1,
                                    f"{t.name}: step {j + 1}/{t.nfe}", ranges=ranges,
                                    settle=settle,
