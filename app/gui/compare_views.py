@@ -145,8 +145,8 @@ def build_bands(step: Any, state: Any, sampled: Any) -> None:
         return band_table_html(t), figures.band_chart(t)
 
     sampled.then(do_bands, [step, state], [table, chart], api_name="band_table")
-    step.release(do_bands, [step, state], [table, chart], api_name=False,
-                 show_progress="hidden")
+    step.change(do_bands, [step, state], [table, chart], api_name=False,
+                trigger_mode="always_last", show_progress="hidden")
 
 
 def band_table_html(t: dict) -> str:

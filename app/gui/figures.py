@@ -14,9 +14,13 @@ BAND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
 
 
 def empty(title: str = "") -> go.Figure:
+    """A placeholder saying why there is nothing to draw (no empty axes frame)."""
     fig = go.Figure()
-    fig.update_layout(title=title, template="plotly_white", height=300,
-                      margin=dict(l=40, r=10, t=40, b=30))
+    fig.update_layout(template="plotly_white", height=160, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": title, "showarrow": False, "xref": "paper",
+                                    "yref": "paper", "x": 0.5, "y": 0.5,
+                                    "font": {"size": 13, "color": "#666"}}])
     return fig
 
 

@@ -47,8 +47,8 @@ def build(ctx: Context) -> dict[str, Any]:
                              label="device")
         evaluate = gr.Checkbox(value=True, label="evaluate after training")
     with gr.Row():
-        steps = LimitedNumber(value=None, precision=0, minimum=1, step=1, scale=1,
-                              label="train steps (empty: the spec's)", elem_id="train-steps")
+        steps = LimitedNumber(value=0, precision=0, minimum=0, step=1, scale=1,
+                              label="train steps (0: the spec's)", elem_id="train-steps")
         overrides = gr.Textbox(label="overrides (PATH=VALUE, one per line)", lines=2, scale=4)
     with gr.Row():
         submit = gr.Button("start job", variant="primary")
@@ -67,7 +67,7 @@ def build(ctx: Context) -> dict[str, Any]:
 
         lines = [ln.strip() for ln in (ov or "").splitlines() if ln.strip()]
         problems = []
-        if n_steps not in (None, ""):
+        if n_steps not in (None, "", 0):
             problems = check_ints({"train steps": n_steps},
                                   (Limit("train steps", 1, 10_000_000),))
             if not problems:

@@ -28,6 +28,9 @@ def test_submit_shows_every_problem_and_queues_nothing(client, served_app):
     msg, *_ = client.predict([str(SPECS / "tiny_unet_8.yaml")], "(spec's)", "quick", "cpu",
                              False, "", 2.5, api_name="/submit_job")
     assert "train steps: 2.5 is not a whole number" in msg
+    msg, *_ = client.predict([str(SPECS / "tiny_unet_8.yaml")], "(spec's)", "quick", "cpu",
+                             False, "train.stepz=1", 0, api_name="/submit_job")
+    assert "stepz" in msg and "train steps" not in msg     # 0 = the spec's own steps
     assert len(served_app[1].ctx.jobs.snapshot()) == before
 
 
