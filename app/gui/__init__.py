@@ -44,7 +44,7 @@ def build_app(results: str | Path = "results", workspace: str | Path | None = No
         gr.Markdown(f"## archsearch: spatial vs spectral diffusion · results `{root}`")
         with gr.Tabs():
             with gr.Tab("side by side", id="side"):
-                sbs = side_by_side.build(ctx)
+                sbs = side_by_side.build(ctx, demo)
             with gr.Tab("spec editor", id="editor"):
                 ed = editor.build(ctx, demo)
             with gr.Tab("train / evaluate", id="train"):

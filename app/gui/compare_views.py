@@ -55,11 +55,15 @@ def checkpoint_view(run_paths: list[str], chosen: list[str | None]) -> list[Any]
     return [*out, figures.convergence_figure(curves)]
 
 
-def wire_checkpoints(ctx: Context, runs: Any, cks: list[Any], conv: Any) -> None:
+def wire_checkpoints(ctx: Context, runs: Any, cks: list[Any], conv: Any,
+                     demo: gr.Blocks | None = None) -> None:
     @ui_errors
     def do_checkpoints(run_paths, *chosen):
         return checkpoint_view(list(run_paths or []), list(chosen))
 
+    if demo is not None:  # the pickers of the runs chosen when the page opens
+        demo.load(do_checkpoints, [runs, *cks], [*cks, conv], api_name=False,
+                  show_progress="hidden")
     runs.change(do_checkpoints, [runs, *cks], [*cks, conv], api_name="checkpoints",
                 show_progress="hidden")
     for c in cks:

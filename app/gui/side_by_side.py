@@ -175,7 +175,7 @@ class LimitedSlider(gr.Slider):
         return payload
 
 
-def build(ctx: Context) -> dict[str, Any]:
+def build(ctx: Context, demo: gr.Blocks | None = None) -> dict[str, Any]:
     """Lay out the tab and wire it; returns the components other tabs refresh."""
     from app.gui import compare_views
     from evaluator.compare import SAMPLING_LIMITS
@@ -301,7 +301,7 @@ def build(ctx: Context) -> dict[str, Any]:
     runs.change(do_prune, [runs, step, state], [state, summary, *outputs],
                 api_name="prune_panels", show_progress="hidden")
     grid_btn.click(do_grid, [step, state], grid_file, api_name="grid_png")
-    compare_views.wire_checkpoints(ctx, runs, cks, conv)
+    compare_views.wire_checkpoints(ctx, runs, cks, conv, demo)
     compare_views.build_nfe(ctx, runs, sampler, seed, clip, cks)
     compare_views.build_bands(step, state, go)
     return {"runs": runs}
