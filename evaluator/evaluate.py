@@ -230,12 +230,15 @@ def speed_stats(model: Any, spec: Any, device: Any) -> dict[str, Any]:
 
 # ---- one run --------------------------------------------------------------------------------
 def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
-                 progress: bool = False, reference: Any = None) -> dict[str, Any]:
+                 progress: bool = False, reference: Any = None,
+                 on_setting: Any = None) -> dict[str, Any]:
     """Sample and measure a trained run under ``budget``; stores and returns the results.
 
     Args:
         reference: held-out images to compare against (default: the spec's dataset,
             ``split="test"``).
+        on_setting: optional ``fn(done, total, "sampler steps")`` called before each
+            sampler setting (and once at the end), for surfaces that show progress.
     """
     from evaluator.device import resolve_device
     from evaluator.diffusion import NoiseSchedule
@@ -257,8 +260,10 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     # The outer bar counts sampler settings (the DDPM-T reference is the last and longest);
     # each setting's own bar counts its model calls over all batches.
     bar = tqdm(plan, desc=f"evaluate {spec.name}", unit="setting", disable=not progress)
-    for sampler, steps in bar:
+    for i, (sampler, steps) in enumerate(bar):
         bar.set_postfix_str(f"{sampler} {steps} steps")
+        if on_setting is not None:
+            on_setting(i, len(plan), f"{sampler} {steps} steps")
         per_seed, m_s = _sample_and_measure(run, model, schedule, spec, sampler, steps,
                                             settings, reference, extractor, dev, progress)
         metric_s += m_s
@@ -270,6 +275,8 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
         if sp:
             spectra.setdefault("data", sp["data"])
             spectra[f"{sampler}_{steps}"] = sp["samples"]
+    if on_setting is not None:
+        on_setting(len(plan), len(plan), "done")
     train_m = run.metrics().get("train", {})
     conv = (convergence_curve(run, spec, schedule, settings, reference, extractor, dev,
                               progress) if spec.evaluate.convergence is not None else None)

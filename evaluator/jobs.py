@@ -171,8 +171,22 @@ class JobQueue:
                 job.phase = f"evaluate {spec.name}"
                 if job.cancel_event.is_set():
                     return "cancelled", f"{spec.name}: trained, not evaluated (cancelled)"
-                evaluate_run(run, budget, job.device)
+                evaluate_run(run, budget, job.device, on_setting=self._on_setting(job))
         return "finished", f"{len(job.specs)} spec(s) done"
+
+    @staticmethod
+    def _on_setting(job: Job):
+        """Evaluation progress in the job's own fields: step/total count sampler settings."""
+        name, trained = job.phase, (job.step, job.total)
+
+        def on_setting(done: int, total: int, what: str) -> None:
+            if done < total:
+                job.step, job.total = done, total
+                job.phase = f"{name}: setting {done + 1}/{total}, {what}"
+            else:  # over: the columns say the training steps again
+                (job.step, job.total), job.phase = trained, f"{name}: scored"
+
+        return on_setting
 
     def _on_step(self, job: Job):
         from evaluator.train import Cancelled
