@@ -42,7 +42,7 @@ def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for path in [*fa, *(k for k in fb if k not in fa)]:
         va, vb = fa.get(path, _MISSING), fb.get(path, _MISSING)
-        if va != vb:
+        if va != vb and not (_blank(va) and _blank(vb)):
             out.append({"loc": path, "a": None if va is _MISSING else va,
                         "b": None if vb is _MISSING else vb,
                         "kind": "added" if va is _MISSING else
@@ -51,6 +51,11 @@ def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 _MISSING = object()
+
+
+def _blank(v: Any) -> bool:
+    """Absent, null and empty mean the same for an optional field (no ``null -> null``)."""
+    return v is _MISSING or v is None or (isinstance(v, dict) and not v)
 
 
 def diff_specs(a, b, measure: Callable[[Any], dict[str, float]] | None = None

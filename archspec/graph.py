@@ -3,7 +3,7 @@
 Nodes carry ``block``, ``family``, ``domain`` (of the node's output), ``shape`` and
 ``params`` (parameter count); a ``unet`` node also carries ``domains``, the domains its
 stages compute in (``["complex"]`` for a spectral unet, ``["complex", "real"]`` for a
-hybrid), so a drawing can tell them apart. Edges carry the ``domain`` and ``shape`` of the
+hybrid), so a drawing can tell them apart, and ``stage_domains``, ``{"encoder": ..., "decoder": ...}``. Edges carry the ``domain`` and ``shape`` of the
 tensor they move. With ``expand_unet=True`` every ``unet`` composite is replaced by its
 stages as the unet itself describes them (:meth:`blocks.unet.UNet.stages`): stem, encoder
 levels, middle, decoder levels, head, with the skip connections; each stage node has its
@@ -39,7 +39,9 @@ def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
             g.add_edge(src, nid, domain=g.nodes[src]["domain"], shape=g.nodes[src]["shape"],
                        slot=i)
     for nid in [n for n in g if g.nodes[n]["block"] == "unet"]:
-        g.nodes[nid]["domains"] = sorted(set(stage_domains(v.params[nid])))
+        enc, dec = stage_domains(v.params[nid])
+        g.nodes[nid]["domains"] = sorted({enc, dec})
+        g.nodes[nid]["stage_domains"] = {"encoder": enc, "decoder": dec}
         if expand_unet:
             _expand(g, nid, *unet_stages(v.params[nid], _image(spec), _emb_dim(spec, nid)))
     return g

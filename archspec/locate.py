@@ -16,6 +16,40 @@ from archspec.errors import Problem, SpecError
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _LINE = re.compile(r"line (\d+)")
+_LINE_PREFIX = re.compile(r"^line \d+ (column \d+: )")
+_VAR_REF = re.compile(r"\$\{vars\.([A-Za-z0-9_]+)\}")
+
+
+def _raw_at(data: Any, loc: str) -> Any:
+    """The value at ``loc`` in the parsed (not yet resolved) data, or None."""
+    for part in path_parts(loc):
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _refs(obj: Any) -> list[str]:
+    if isinstance(obj, str):
+        return _VAR_REF.findall(obj)
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else []
+    return [r for v in items for r in _refs(v)]
+
+
+def _from_var(data: Any, loc: str, msg: str, node: yaml.Node | None
+              ) -> tuple[str, int | None] | None:
+    """(variable name, its line) when the faulty value at ``loc`` came from
+    ``${vars.NAME}`` (the whole value, or inside it a variable whose value the message
+    quotes): the typo was made at the variable, not where it is used."""
+    variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
+    raw = _raw_at(data, loc) if loc else None
+    names = [n for n in _refs(raw) if n in variables]
+    if not isinstance(raw, str):
+        names = [n for n in names if repr(variables[n]) in msg or f"{variables[n]}" == msg]
+    if not names:
+        return None
+    return names[0], line_of(node, f"vars.{names[0]}")
 
 
 def path_parts(loc: str) -> list[str | int]:
@@ -70,6 +104,7 @@ def check_text(text: str, fmt: str = "yaml", overrides: list[str] | None = None
         return None, [{"loc": "", "msg": f"text is over {MAX_BYTES} bytes", "line": None}]
     if not text.strip():
         return None, [{"loc": "", "msg": "empty spec", "line": None}]
+    data = None
     try:
         data = parse_text(text, fmt)
         if not isinstance(data, dict):
@@ -82,7 +117,11 @@ def check_text(text: str, fmt: str = "yaml", overrides: list[str] | None = None
         for p in e.problems:
             m = _LINE.search(p.msg) if not p.loc else None
             line = int(m.group(1)) if m else line_of(node, p.loc) if p.loc else None
-            out.append({"loc": p.loc, "msg": p.msg, "line": line})
+            msg = _LINE_PREFIX.sub(r"\1", p.msg) if m else p.msg  # the line is said once
+            var = _from_var(data, p.loc, p.msg, node) if isinstance(data, dict) else None
+            if var and var[1]:
+                msg, line = f"{msg} (the value comes from vars.{var[0]})", var[1]
+            out.append({"loc": p.loc, "msg": msg, "line": line})
         return None, out
     return spec, []
 

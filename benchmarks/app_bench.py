@@ -5,7 +5,8 @@
 Targets (issue 9): validating a 50-node spec < 50 ms in-process and < 300 ms through
 gradio_client, beside a trivial echo endpoint on the same server (the round-trip floor);
 side by side, 2 runs x 16 samples x 20 steps at 8x8: < 2 s from click to images; moving
-the slider < 200 ms. Without ``--results`` (or with fewer than two runs there) two tiny
+the slider < 200 ms; (issue 16) the NFE sweep, 4 step counts x 2 runs x 64 samples with
+FD, < 10 s uncached. Without ``--results`` (or with fewer than two runs there) two tiny
 digits runs are trained first in a temporary folder (a minute on two cores).
 """
 from __future__ import annotations
@@ -142,17 +143,23 @@ def main(argv: list[str] | None = None) -> int:
                                      api_name="/side_by_side")
         sbs()  # loads the models once, as the app does
         k = iter(range(10 ** 6))
+        seeds = iter(range(1000, 10 ** 6))  # a new noise seed each time: never cached
+        nfe = lambda s: client.predict(paths, "ddim", "5, 10, 20, 50", 64, s,  # noqa: E731
+                                       "spec", api_name="/nfe_sweep")
         m.update(medians({
             "echo via gradio_client (2)": lambda: client.predict("x", api_name="/echo"),
             "side by side 2 runs x 16 x 20 steps": sbs,
             "slider move (show_step)": lambda: client.predict(1 + next(k) % 20,
                                                               api_name="/show_step"),
+            "NFE sweep 4 NFEs x 2 runs x 64 (new)": lambda: nfe(next(seeds)),
+            "NFE sweep again (cached)": lambda: nfe(0),
         }, args.repeats))
     finally:
         demo.close()
     echo = m["echo via gradio_client"]
     targets = {"validate in-process": 50, "validate via gradio_client": 300,
-               "side by side 2 runs x 16 x 20 steps": 2000, "slider move (show_step)": 200}
+               "side by side 2 runs x 16 x 20 steps": 2000, "slider move (show_step)": 200,
+               "NFE sweep 4 NFEs x 2 runs x 64 (new)": 10000}
     print(f"threads {os.environ.get('OMP_NUM_THREADS', 'default')}, median of "
           f"{args.repeats}, interleaved; runs: {', '.join(paths)}")
     for name, ms in m.items():

@@ -14,13 +14,26 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before gradio is imported a
 from pathlib import Path  # noqa: E402
 
 
+# Equal panel widths whatever their content; tables keep readable columns (scrolling
+# sideways in a narrow panel rather than squeezing to one letter).
+CSS = """
+#panels { flex-wrap: nowrap !important; }
+#panels > .column, #panels > div { flex: 1 1 0 !important; min-width: 0 !important; }
+.metrics-wrap { overflow-x: auto; max-width: 100%; }
+.metrics-table { border-collapse: collapse; font-size: 12px; }
+.metrics-table th, .metrics-table td { min-width: 56px; padding: 2px 6px;
+  border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+.metrics-note, .caption { font-size: 12px; color: #555; }
+"""
+
+
 def build_app(results: str | Path = "results", workspace: str | Path | None = None,
               device: str = "cpu"):
     """The app's ``gr.Blocks`` for a results root (specs are saved to ``workspace``,
     default ``<results>/specs``)."""
     import gradio as gr
 
-    from app.gui import editor, results as results_tab, side_by_side, train
+    from app.gui import editor, lists, results as results_tab, side_by_side, train
     from app.gui.common import Context
     from evaluator.store.workspace import workspace_dir
 
@@ -31,13 +44,14 @@ def build_app(results: str | Path = "results", workspace: str | Path | None = No
         gr.Markdown(f"## archsearch: spatial vs spectral diffusion · results `{root}`")
         with gr.Tabs():
             with gr.Tab("side by side", id="side"):
-                side_by_side.build(ctx)
+                sbs = side_by_side.build(ctx, demo)
             with gr.Tab("spec editor", id="editor"):
-                editor.build(ctx, demo)
+                ed = editor.build(ctx, demo)
             with gr.Tab("train / evaluate", id="train"):
-                train.build(ctx)
+                tr = train.build(ctx)
             with gr.Tab("results", id="results"):
-                results_tab.build(ctx)
+                res = results_tab.build(ctx, demo)
+        lists.wire(ctx, demo, sbs["runs"], ed, tr, res)
     demo.ctx = ctx  # for tests and the benchmark
     return demo
 
@@ -48,5 +62,6 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, share: bool =
     demo.queue(default_concurrency_limit=4)
     app, url, _ = demo.launch(server_name=host, server_port=port, share=share,
                               prevent_thread_lock=not block, inbrowser=False, quiet=True,
-                              ssr_mode=False, mcp_server=False, show_error=True)
+                              ssr_mode=False, mcp_server=False, show_error=True,
+                              css=CSS)
     return app, url

@@ -44,7 +44,7 @@ def validate_text(text: str, expand: bool = False) -> tuple[str, list[dict], Any
     return md, [], figures.graph_figure(spec_graph(spec, expand_unet=expand))
 
 
-def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
+def build(ctx: Context, demo: gr.Blocks | None = None) -> dict[str, Any]:
     specs = ctx.spec_choices()
     first = next((p for _, p in specs if p.endswith("tiny_unet_8.yaml")),
                  specs[0][1] if specs else None)
@@ -59,6 +59,8 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
             with gr.Row():
                 name = gr.Textbox(label="save as (inside the workspace)", scale=3,
                                   placeholder="my_spec.yaml")
+                overwrite = gr.Checkbox(label="overwrite if it exists", value=False,
+                                        scale=1)
                 save = gr.Button("save", scale=1)
             saved = gr.Markdown("")
         with gr.Column(scale=2):
@@ -67,7 +69,8 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
             expand = gr.Checkbox(label="expand unet composites into stages", value=False)
             graph = gr.Plot(label="graph (colour = domain; hover edges for shapes)")
             prof_btn = gr.Button("profile (params, FLOPs, fwd+bwd ms)")
-            prof = gr.JSON(label="profile")
+            prof = gr.JSON(label="profile", visible=False)
+            prof_md = gr.Markdown("", elem_id="profile-table")
     with gr.Accordion("diff two specs (files or runs)", open=False):
         choices = specs + ctx.run_choices()
         with gr.Row():
@@ -115,11 +118,20 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
         return asdict(r)
 
     @ui_errors
-    def do_save(text, fname):
-        from evaluator.store.workspace import save_text
+    def do_save(text, fname, replace=False):
+        from archspec.locate import check_text, format_problems
+        from evaluator.store.workspace import resolve_in_workspace, save_text
 
+        target = resolve_in_workspace(ctx.workspace, fname or "")
+        if target.exists() and not replace:
+            return (f"**not saved**: `{target.name}` exists in the workspace; tick "
+                    "'overwrite if it exists' to replace it", gr.skip())
         p = save_text(ctx.workspace, fname, text or "")
-        return f"saved `{p}`", gr.update(choices=ctx.spec_choices())
+        _spec, probs = check_text(text or "")
+        warn = ("" if not probs else f"\n\n**⚠ saved with {len(probs)} problem(s)** (it "
+                "will not train until fixed):\n" + "\n".join(
+                    f"- `{ln}`" for ln in format_problems(probs)))
+        return f"saved `{p}`" + warn, gr.update(choices=ctx.spec_choices())
 
     @ui_errors
     def do_diff(pa, pb):
@@ -140,6 +152,33 @@ def build(ctx: Context, demo: gr.Blocks | None = None) -> None:
     expand.change(do_validate, [code, expand], [status, problems, graph],
                   api_name="graph", show_progress="hidden", concurrency_id="validate")
     prof_btn.click(do_profile, code, prof, api_name="profile", concurrency_id="profile",
-                   concurrency_limit=1)
-    save.click(do_save, [code, name], [saved, pick], api_name="save")
+                   concurrency_limit=1).then(profile_table, prof, prof_md, api_name=False)
+    save.click(do_save, [code, name, overwrite], [saved, pick], api_name="save")
     diff_btn.click(do_diff, [a, b], [diff_text, diff_json], api_name="diff")
+    return {"pick": pick, "a": a, "b": b}
+
+
+PROFILE_ROWS = [("params", "parameters", "{:,}"), ("flops", "forward FLOPs per batch", "{:,}"),
+                ("fwd_bwd_ms", "forward+backward (ms, median)", "{:.2f}"),
+                ("fwd_ms", "forward (ms, median)", "{:.2f}"),
+                ("batch_size", "batch", "{}"), ("image", "image (C, H, W)", "{}"),
+                ("device", "device", "{}")]
+
+
+def profile_table(r: dict | None) -> str:
+    """The profile as a small table with units and sensible rounding (not raw JSON)."""
+    if not r:
+        return ""
+    rows = ["| measure | value |", "|---|---|"]
+    shown = set()
+    for key, label, fmt in PROFILE_ROWS:
+        if r.get(key) is not None:
+            shown.add(key)
+            try:
+                rows.append(f"| {label} | {fmt.format(r[key])} |")
+            except (TypeError, ValueError):
+                rows.append(f"| {label} | {r[key]} |")
+    for key, v in r.items():
+        if key not in shown and v is not None and not isinstance(v, (dict, list)):
+            rows.append(f"| {key} | {v:.4g} |" if isinstance(v, float) else f"| {key} | {v} |")
+    return "\n".join(rows)

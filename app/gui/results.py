@@ -17,12 +17,21 @@ SORTABLE = ["name", "hash", "status", "dataset", "params", "steps", "loss_drop",
 
 
 def table(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
-    """Columns (the fixed ones, then every ``best FD`` column seen, then path) and values."""
+    """Columns (the fixed ones, every ``best FD`` column, every ``FD-x sampler@steps``
+    column seen, what differs between runs of one name, then path) and values."""
     from evaluator.store.queries import RUN_COLUMNS
 
     extra = sorted({k for r in rows for k in r if k.startswith("best ")})
+    extra += sorted({k for r in rows for k in r if k.startswith("FD-") and "@" in k},
+                    key=_fd_key)
+    extra += ["differs"] if any(r.get("differs") for r in rows) else []
     cols = [*RUN_COLUMNS, *extra, "path"]
     return cols, [[_cell(r.get(c)) for c in cols] for r in rows]
+
+
+def _fd_key(col: str) -> tuple:
+    head, _, steps = col.rpartition("@")
+    return head, int(steps) if steps.isdigit() else 0
 
 
 def _cell(v: Any) -> Any:
@@ -55,7 +64,8 @@ def sweep_view(root: Path) -> tuple[str, Any, Any]:
                 "(`evaluator.sweeps`)", None, None)
     studies = list_studies(root)
     if not studies:
-        return f"**no sweep study** under `{root}/sweeps/`", None, None
+        return (f"**no sweep study** under `{root}/sweeps/`: nothing to draw (run "
+                "`archsearch sweep` first)", None, None)
     s = studies[-1]
     _res, figs = analyze(s["name"], s["storage"])
     others = ", ".join(f"`{x['name']}`" for x in studies[:-1])
@@ -64,40 +74,56 @@ def sweep_view(root: Path) -> tuple[str, Any, Any]:
             figs.get("main_effects"), figs.get("parallel"))
 
 
-def build(ctx: Context) -> None:
+CAPTIONS = {
+    "quality": "Look for: the lowest curve at few NFE (better samples for fewer model calls).",
+    "loss": "Look for: runs still falling at the end (undertrained) or spikes (instability).",
+    "bands": "Look for: bars far from the data's (black) share in the high bands.",
+    "speed": "Look for: runs above the trend (fast for their size)."}
+
+
+def build(ctx: Context, demo: gr.Blocks | None = None) -> dict[str, Any]:
     with gr.Row():
         text = gr.Textbox(label="filter (name, hash or dataset)", scale=3)
         status = gr.Dropdown(choices=["", "created", "running", "finished", "failed",
                                       "cancelled"], value="", label="status")
-        sort_by = gr.Dropdown(choices=SORTABLE, value="name", label="sort by")
+        sort_by = gr.Dropdown(choices=SORTABLE, value="name", label="sort by",
+                              allow_custom_value=True, elem_id="results-sort")
         desc = gr.Checkbox(label="descending", value=False)
         query = gr.Button("query", variant="primary")
     runs = gr.Dataframe(label="runs", interactive=False, wrap=True, elem_id="runs-table")
     csv_file = gr.File(label="CSV export", interactive=False)
-    with gr.Row():
-        quality = gr.Plot(label="quality vs NFE")
-        loss = gr.Plot(label="loss curves")
-    with gr.Row():
-        bands = gr.Plot(label="band energy vs data")
-        speed = gr.Plot(label="speed vs parameters")
+    plots = []
+    for pair in (("quality", "loss"), ("bands", "speed")):
+        with gr.Row():
+            for key in pair:
+                with gr.Column():
+                    plots.append(gr.Plot(label={"quality": "quality vs NFE", "loss":
+                                                "loss curves", "bands": "band energy vs data",
+                                                "speed": "speed vs parameters"}[key],
+                                         elem_id=f"results-{key}"))
+                    gr.Markdown(CAPTIONS[key], elem_classes=["caption"])
     with gr.Accordion("sweep study", open=False):
         sweep_msg = gr.Markdown("")
         with gr.Row():
-            effects = gr.Plot(label="main effects")
-            parallel = gr.Plot(label="parallel coordinates")
+            effects = gr.Plot(label="main effects", visible=False)
+            parallel = gr.Plot(label="parallel coordinates", visible=False)
 
     @ui_errors
     def do_query(t, st, sb, d):
-        from evaluator.store.queries import query_runs
+        from evaluator.report.compare import results_rows
 
-        rows = query_runs(ctx.root, t or "", st or None, sb or "name", bool(d))
+        rows = results_rows(ctx.root, t or "", st or None, sb or "name", bool(d))
         cols, values = table(rows)
         return {"headers": cols, "data": values}, write_csv(cols, values)
 
+    def sort_choices(tbl):
+        cols = list(getattr(tbl, "columns", None) if tbl is not None else [])
+        return gr.update(choices=[*SORTABLE, *[c for c in cols
+                                               if str(c).startswith(("best ", "FD-"))]])
+
     @ui_errors
     def do_plots(t, st):
-        from evaluator.report.figures import (loss_figure, quality_figure, quality_metric,
-                                              spectra_figure)
+        from evaluator.report.figures import loss_figure, quality_figure, quality_metric
         from evaluator.store.queries import query_runs
         from evaluator.store.rundir import RunDir
 
@@ -108,13 +134,24 @@ def build(ctx: Context) -> None:
             return e, e, e, e
         metric = quality_metric(rs)
         q = quality_figure(rs, metric) if metric else figures.empty("no evaluated runs")
-        return q, loss_figure(rs), spectra_figure(rs), figures.speed_figure(rows)
+        return (figures.titled(q), figures.titled(loss_figure(rs)), figures.bands_figure(rs),
+                figures.speed_figure(rows))
 
     @ui_errors
     def do_sweep():
-        return sweep_view(ctx.root)
+        msg, a, b = sweep_view(ctx.root)
+        return msg, gr.update(value=a, visible=a is not None), gr.update(
+            value=b, visible=b is not None)
 
     ev = query.click(do_query, [text, status, sort_by, desc], [runs, csv_file],
                      api_name="runs")
-    ev.then(do_plots, [text, status], [quality, loss, bands, speed], api_name="results_plots")
+    ev.then(do_plots, [text, status], plots, api_name="results_plots")
+    ev.then(sort_choices, runs, sort_by, api_name=False, show_progress="hidden")
     query.click(do_sweep, None, [sweep_msg, effects, parallel], api_name="sweep")
+    if demo is not None:  # filled when the page opens, not only on "query"
+        loaded = demo.load(do_query, [text, status, sort_by, desc], [runs, csv_file],
+                           api_name=False)
+        loaded.then(do_plots, [text, status], plots, api_name=False)
+        loaded.then(sort_choices, runs, sort_by, api_name=False, show_progress="hidden")
+        demo.load(do_sweep, None, [sweep_msg, effects, parallel], api_name=False)
+    return {}

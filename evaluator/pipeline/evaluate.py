@@ -49,12 +49,15 @@ GRID_IMAGES = 64
 
 # ---- one run --------------------------------------------------------------------------------
 def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
-                 progress: bool = False, reference: Any = None) -> dict[str, Any]:
+                 progress: bool = False, reference: Any = None,
+                 on_setting: Any = None) -> dict[str, Any]:
     """Sample and measure a trained run under ``budget``; stores and returns the results.
 
     Args:
         reference: held-out images to compare against (default: the spec's dataset,
             ``split="test"``).
+        on_setting: optional ``fn(done, total, "sampler steps")`` called before each
+            sampler setting (and once at the end), for surfaces that show progress.
     """
     from evaluator.device import resolve_device
     from evaluator.diffusion.schedules import NoiseSchedule
@@ -76,8 +79,10 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
     # The outer bar counts sampler settings (the DDPM-T reference is the last and longest);
     # each setting's own bar counts its model calls over all batches.
     bar = tqdm(plan, desc=f"evaluate {spec.name}", unit="setting", disable=not progress)
-    for sampler, steps in bar:
+    for i, (sampler, steps) in enumerate(bar):
         bar.set_postfix_str(f"{sampler} {steps} steps")
+        if on_setting is not None:
+            on_setting(i, len(plan), f"{sampler} {steps} steps")
         per_seed, m_s = _sample_and_measure(run, model, schedule, spec, sampler, steps,
                                             settings, reference, extractor, dev, progress)
         metric_s += m_s
@@ -89,6 +94,8 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
         if sp:
             spectra.setdefault("data", sp["data"])
             spectra[f"{sampler}_{steps}"] = sp["samples"]
+    if on_setting is not None:
+        on_setting(len(plan), len(plan), "done")
     train_m = run.metrics().get("train", {})
     conv = (convergence_curve(run, spec, schedule, settings, reference, extractor, dev,
                               progress) if spec.evaluate.convergence is not None else None)
@@ -296,7 +303,8 @@ class SpecRun:
 def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto",
              progress: bool = False, evaluate: bool = True, reuse_eval: bool = False,
              on_step: Callable[[int, float], None] | None = None,
-             on_phase: Callable[[str], None] | None = None) -> SpecRun:
+             on_phase: Callable[[str], None] | None = None,
+             on_setting: Callable[[int, int, str], None] | None = None) -> SpecRun:
     """Train ``spec`` (already budgeted) or reuse its run, then evaluate it or reuse that.
 
     The one reuse rule of the toolkit: runs are keyed by spec hash; a finished run with a
@@ -310,6 +318,7 @@ def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto"
             :class:`evaluator.training.loop.Cancelled`.
         on_phase: called with ``"train"`` and ``"evaluate"`` as each begins; may raise to
             stop (the run stays as it is).
+        on_setting: evaluation progress, as in :func:`evaluate_run`.
     """
     if on_phase:
         on_phase("train")
@@ -321,7 +330,8 @@ def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto"
     if st.get("status") == "finished" and evaluate and ev is None:
         if on_phase:
             on_phase("evaluate")
-        ev, evaluated = evaluate_run(run, budget, device, progress=progress), True
+        ev, evaluated = evaluate_run(run, budget, device, progress=progress,
+                                     on_setting=on_setting), True
     return SpecRun(run, st.get("status"), st.get("reason"), st.get("step"), ev, reused_run,
                    had, evaluated, t_trained, time.time())
 

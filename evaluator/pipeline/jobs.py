@@ -172,7 +172,8 @@ class JobQueue:
             try:
                 r = run_spec(spec, budget, self.root, device=job.device,
                              evaluate=job.evaluate, reuse_eval=job.reuse_eval,
-                             on_step=self._on_step(job), on_phase=self._on_phase(job, spec))
+                             on_step=self._on_step(job), on_phase=self._on_phase(job, spec),
+                             on_setting=self._on_setting(job, spec))
             except _NotEvaluated:
                 return "cancelled", f"{spec.name}: trained, not evaluated (cancelled)"
             if r.status == "cancelled":
@@ -193,6 +194,22 @@ class JobQueue:
                     raise _NotEvaluated
 
         return on_phase
+
+    @staticmethod
+    def _on_setting(job: Job, spec: Any):
+        """Evaluation progress in the job's own fields: step/total count sampler settings."""
+        name, trained = f"evaluate {spec.name}", []
+
+        def on_setting(done: int, total: int, what: str) -> None:
+            if not trained:
+                trained.append((job.step, job.total))
+            if done < total:
+                job.step, job.total = done, total
+                job.phase = f"{name}: setting {done + 1}/{total}, {what}"
+            else:  # over: the columns say the training steps again
+                (job.step, job.total), job.phase = trained[0], f"{name}: scored"
+
+        return on_setting
 
     def _on_step(self, job: Job):
         from evaluator.training.loop import Cancelled

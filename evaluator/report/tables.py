@@ -152,16 +152,23 @@ def results_table(runs: list[RunDir], metric: str | None = None) -> list[list[st
 
 def band_error_table(runs: list[RunDir]) -> list[list[str]] | None:
     """One row per pipeline x sampler x steps: the signed log10 energy ratio in each band
-    and the band it gets most wrong; None when no run has per-band errors."""
-    rows = [r for run in runs for r in band_rows(run)]
+    and the band it gets most wrong; None when no run has per-band errors. A band that
+    holds no frequency at the run's image size (DC removed) reads "—", never +0.00."""
+    from evaluator.report.compare import empty_bands
+
+    rows = [(run, r) for run in runs for r in band_rows(run)]
     if not rows:
         return None
-    labels = edge_labels(rows[0]["band_error"]["band_edges"])
+    labels = edge_labels(rows[0][1]["band_error"]["band_edges"])
     out = [["pipeline", "sampler", "steps", "N", "seeds", *labels, "worst band"]]
-    for r in rows:
+    for run, r in rows:
         be = r["band_error"]
-        worst = max(range(len(be["abs_error"])), key=lambda i: be["abs_error"][i])
-        cells = [f"{v:+.2f}" for v in be["log10_ratio"]]
+        size = (run.spec_dict().get("image") or {}).get("size")
+        empty = empty_bands(size, len(be["log10_ratio"])) if size else \
+            [False] * len(be["log10_ratio"])
+        live = [i for i in range(len(be["abs_error"])) if not empty[i]] or [0]
+        worst = max(live, key=lambda i: be["abs_error"][i])
+        cells = ["—" if e else f"{v:+.2f}" for v, e in zip(be["log10_ratio"], empty)]
         if len(cells) != len(labels):  # another band count: shown but not aligned
             cells = (cells + [""] * len(labels))[: len(labels)]
         out.append([r["pipeline"], r["sampler"], str(r["steps"]), str(be["n"]),
@@ -173,7 +180,8 @@ def band_error_table(runs: list[RunDir]) -> list[list[str]] | None:
 BAND_ERROR_NOTE = ("Per-band error: log10 of the samples' mean energy per image in each "
                    "radial band over the data's (0 = matches; +1 = ten times too much energy, "
                    "e.g. noise left in; -1 = ten times too little, e.g. over-smoothed). "
-                   "Band edges in cycles/pixel; per-image mean removed.")
+                   "Band edges in cycles/pixel; per-image mean removed; — marks a band "
+                   "that holds no frequency at this image size.")
 
 
 def unavailable_notes(runs: list[RunDir]) -> list[str]:

@@ -17,7 +17,8 @@ def free_port() -> int:
 
 
 def two_runs(root):
-    """Train two tiny digits runs (30 steps) that differ in their embedding width."""
+    """Train two tiny digits runs (30 steps) that differ in their embedding width; the
+    first keeps EMA snapshots every 10 steps (a convergence curve once evaluated)."""
     from archspec import spec_from_dict
     from evaluator.training.loop import train
     from tests.evaluator.helpers import mini_spec
@@ -27,9 +28,27 @@ def two_runs(root):
         data = mini_spec(train={"steps": 30, "batch_size": 16})
         data["name"] = name
         data["model"]["nodes"]["temb"]["dim"] = dim
+        if name == "mini_a":
+            data["evaluate"]["convergence"] = {"every": 10, "sampler": "ddim", "steps": 3,
+                                               "num_samples": 16}
         res = train(spec_from_dict(data), root=root, device="cpu", progress=False)
         assert res.status == "finished"
         runs.append(res.run)
+    return runs
+
+
+def four_runs(root):
+    """:func:`two_runs` and two more (wider time embeddings): four panels' worth."""
+    from archspec import spec_from_dict
+    from evaluator.training.loop import train
+    from tests.evaluator.helpers import mini_spec
+
+    runs = two_runs(root)
+    for name, dim in (("mini_c", 24), ("mini_d", 32)):
+        data = mini_spec(train={"steps": 30, "batch_size": 16})
+        data["name"] = name
+        data["model"]["nodes"]["temb"]["dim"] = dim
+        runs.append(train(spec_from_dict(data), root=root, device="cpu", progress=False).run)
     return runs
 
 

@@ -85,3 +85,14 @@ def test_cli_text_json_and_exit_codes(tmp_path, capsys):
     assert "none.yaml: no such file" in err and "Traceback" not in err
     assert main(["diff", str(TINY), str(tmp_path)]) == 2
     assert "neither a spec file nor a run folder" in capsys.readouterr().err
+
+
+def test_absent_and_null_are_no_change():
+    from archspec.diff import _changes
+
+    a = {"model": {"nodes": {"eps": {"block": "unet", "head": None}}}}
+    b = {"model": {"nodes": {"eps": {"block": "unet"}}}}
+    assert _changes(a, b) == []
+    assert _changes({"x": {}}, {}) == []
+    got = _changes({"x": 1, "y": None}, {"x": 2, "y": 3})
+    assert [(c["loc"], c["a"], c["b"]) for c in got] == [("x", 1, 2), ("y", None, 3)]

@@ -75,3 +75,22 @@ def test_unet_node_carries_its_stage_domains(name, domains):
     inner = {g.nodes[n]["domain"] for n in g if n.startswith("eps.enc")
              or n.startswith("eps.dec") or n.startswith("eps.mid")}
     assert sorted(inner) == domains
+
+
+def test_unet_node_knows_its_stages_domains():
+    from archspec import load_spec
+    from archspec.graph import spec_graph
+    from tests.conftest import SPECS
+
+    for name, want in (("tiny_unet_8", ("real", "real")),
+                       ("spectral_unet_8", ("complex", "complex")),
+                       ("hybrid_unet_8", ("complex", "real"))):
+        spec = load_spec(SPECS / f"{name}.yaml")
+        g = spec_graph(spec)
+        (nid,) = [n for n in g if g.nodes[n]["block"] == "unet"]
+        sd = g.nodes[nid]["stage_domains"]
+        assert (sd["encoder"], sd["decoder"]) == want, name
+        # the same as the expanded graph's own stages say
+        ex = spec_graph(spec, expand_unet=True)
+        assert ex.nodes[f"{nid}.enc0.0"]["domain"] == want[0]
+        assert ex.nodes[f"{nid}.dec0.0"]["domain"] == want[1]

@@ -77,3 +77,33 @@ def test_json_text_and_parse_errors():
     assert problems[0]["line"] == 3
     assert check_text("")[1][0]["msg"] == "empty spec"
     assert "top level must be a mapping" in check_text("- 1\n")[1][0]["msg"]
+
+
+def test_parse_error_says_its_line_once():
+    from archspec.locate import check_text, format_problems
+
+    (p,) = check_text("name: x\nimage: [1,\n")[1]
+    assert p["line"] == 3
+    (line,) = format_problems([p])
+    assert line.startswith("line 3: column 1: invalid YAML") and line.count("line 3") == 1
+
+
+def test_typo_in_a_variable_is_located_at_the_variable():
+    from archspec.locate import check_text
+
+    text = ("name: v\nimage: {channels: 1, size: 8}\nvars:\n  width: 8\n  kind: resblok\n"
+            "model:\n  nodes:\n    x: {block: input}\n    t: {block: timestep}\n"
+            "    temb: {block: time_embedding, in: [t], dim: 16}\n"
+            "    eps: {block: \"${vars.kind}\", in: [x, temb], channels: 1}\n"
+            "    o: {block: conv, in: [eps], channels: \"${vars.width}\"}\n"
+            "  output: o\n")
+    lines = text.splitlines()
+    probs = check_text(text)[1]
+    assert probs, "the typo must be found"
+    kind = [p for p in probs if "resblok" in p["msg"]]
+    assert kind and all("kind: resblok" in lines[p["line"] - 1] for p in kind)
+    assert all("vars.kind" in p["msg"] for p in kind)
+    # a problem not coming from a variable keeps its own line
+    bad = text.replace("dim: 16", "dim: -1")
+    dim = [p for p in check_text(bad)[1] if p["loc"].endswith("temb.dim")]
+    assert dim and "dim: -1" in bad.splitlines()[dim[0]["line"] - 1]
