@@ -78,11 +78,9 @@ def ensure_validated(spec: Spec) -> Spec:
     Specs from :func:`load_spec` and :func:`spec_from_dict` are validated already; this
     serves specs built directly with ``Spec.model_validate``.
     """
-    if spec._validated is None:
-        from archspec.validate import ensure_layers
+    from archspec.validate import ensure_validated as _ensure
 
-        ensure_layers(spec)
-    return spec
+    return _ensure(spec)
 
 
 def validated(spec: Spec) -> ValidatedSpec:

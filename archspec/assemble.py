@@ -53,7 +53,7 @@ class GraphModel(nn.Module):
 def build_model(spec: Spec) -> GraphModel:
     """Build the validated spec's model on the current default device."""
     import blocks
-    from archspec import ensure_validated
+    from archspec.validate import ensure_validated
 
     v = ensure_validated(spec).validated
     nodes, shapes, params, order = spec.model.nodes, v.shapes, v.params, list(v.order)

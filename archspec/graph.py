@@ -23,7 +23,7 @@ import networkx as nx
 def spec_graph(spec: Any, expand_unet: bool = False) -> nx.DiGraph:
     """The spec's node graph with domains and shapes (validates the spec if needed)."""
     import blocks
-    from archspec import ensure_validated
+    from archspec.validate import ensure_validated
     from blocks.unet import stage_domains
 
     v = ensure_validated(spec).validated

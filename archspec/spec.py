@@ -5,6 +5,7 @@ node and are validated by the block's own parameter model in :mod:`archspec.vali
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -146,9 +147,9 @@ class Spec(Strict):
     @property
     def validated(self) -> "ValidatedSpec":
         """What validation found: build order, shapes, parameters, domains, source."""
-        from archspec import ensure_validated
-
-        return ensure_validated(self)._validated
+        # Looked up, not imported: archspec.validate imports this module, and a package's
+        # modules are always loaded after the package itself.
+        return sys.modules["archspec"].ensure_validated(self)._validated
 
 
 @dataclass(frozen=True)

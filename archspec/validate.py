@@ -487,3 +487,10 @@ def _check_memory(spec: Spec, act_per_sample: float, n_params: int) -> list[Prob
     return [Problem("model", f"estimated training memory {need / 2**30:.1f} GiB "
                     f"({n_params:,} parameters, batch {spec.train.batch_size}) exceeds the "
                     f"budget of {budget / 2**30:.1f} GiB (ARCHSEARCH_MEMORY_BUDGET_GB)")]
+
+
+def ensure_validated(spec: Spec) -> Spec:
+    """Run the layers once unless done (what :func:`archspec.ensure_validated` does)."""
+    if spec._validated is None:
+        ensure_layers(spec)
+    return spec
