@@ -129,7 +129,7 @@ def spec_dataset(spec: Any, split: str = "train") -> ImageData:
 def dataset_problems(spec: Any) -> list[Problem]:
     """The spec's dataset: a known name, images of the spec's shape, files present.
 
-    Called by validation (through :mod:`evaluator.checks`), so ``train`` never meets a
+    Called by validation (through :mod:`evaluator.pipeline.checks`), so ``train`` never meets a
     dataset that does not fit.
     """
     name, root = spec.train.dataset, spec.train.data_root

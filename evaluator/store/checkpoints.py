@@ -25,7 +25,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load a checkpoint with ``weights_only=True`` (no pickled objects are executed).
 
     Raises:
-        evaluator.runs.CorruptRunFile: truncated, corrupted or not a checkpoint.
+        evaluator.store.atomic.CorruptRunFile: truncated, corrupted or not a checkpoint.
     """
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)

@@ -38,7 +38,7 @@ def load_snapshot(path: Path) -> dict[str, Any]:
     """A snapshot, loaded with ``weights_only=True``.
 
     Raises:
-        evaluator.runs.CorruptRunFile: unreadable or not a snapshot.
+        evaluator.store.atomic.CorruptRunFile: unreadable or not a snapshot.
     """
     try:
         snap = torch.load(path, map_location="cpu", weights_only=True)

@@ -137,7 +137,7 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
         run: an explicit run folder (overrides ``root``).
         model: the model to train; default ``archspec.build_model(spec)`` after seeding.
         data: images (N, C, H, W) in [-1, 1] or an object with ``.images``; default the
-            spec's dataset via :func:`evaluator.datasets.load_dataset`.
+            spec's dataset via :func:`evaluator.data.datasets.load_dataset`.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         resume: continue from the run's checkpoint if there is one.
         progress: show a tqdm bar.

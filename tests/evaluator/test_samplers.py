@@ -316,7 +316,7 @@ class ClippedEps(torch.nn.Module):
     """A model whose own eps already implies the clipped x0-hat of ``inner``.
 
     x0 = (x_t - sqrt(1-a) eps) / sqrt(a) is clipped by ``policy`` (written here with numpy,
-    independently of diffusers and of evaluator.samplers.clip_x0), and the eps implied by
+    independently of diffusers and of evaluator.diffusion.ksampling.clip_x0), and the eps implied by
     the clipped x0 is returned. A sampler applies a clip policy consistently iff sampling
     ``inner`` with the policy equals sampling this model with no clipping.
     """
