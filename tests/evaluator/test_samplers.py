@@ -204,7 +204,8 @@ def test_every_sampler_reproduces_the_data_variance(schedule, name):
 
 
 PLUGIN = """
-from evaluator.diffusion.samplers import noise_like, register_function
+from evaluator.diffusion.ksampling import noise_like
+from evaluator.diffusion.samplers import register_function
 
 
 @register_function("plugin-euler-ancestral", doc="Euler ancestral in sigma", stochastic=True)
