@@ -149,7 +149,7 @@ def _main(args: argparse.Namespace) -> int:
         spec = load(path, args)
         for s in samplers:
             for c in clips:
-                check_sampler(s, c, spec.diffusion.prediction)
+                check_sampler(s, c, spec.diffusion.prediction, source="--samplers")
         run = ensure_trained(spec, args.out, args.device, progress=False)
         if run.status().get("status") != "finished":
             raise UserError(f"{path}: training {run.status().get('status')}: "

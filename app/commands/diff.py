@@ -1,7 +1,7 @@
 """``archsearch diff A B``: nodes and parameters added, removed or changed between two specs.
 
 The comparison lives in :mod:`archspec.diff`; this module is the command-line surface
-(it adds forward FLOPs per sample, counted by :func:`evaluator.profile.count_flops`).
+(it adds forward FLOPs per sample, counted by :func:`evaluator.measure.profile.count_flops`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``archsearch profile``: parameters, FLOPs, step time and memory, or per-block ratios.
 
-The measuring lives in :mod:`evaluator.profile`; this module is the command-line surface.
+The measuring lives in :mod:`evaluator.measure.profile`; this module is the command-line surface.
 """
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ def _dry_run(ls, rows, profile: bool) -> int:
 
         print(f"estimated total for one worker on {torch.get_num_threads()} thread(s), "
               f"{ls.sweep.repeats} repeat(s): training {total[0]:.0f} s, sampling "
-              f"{total[1]:.0f} s (from evaluator.profile step timings on this machine now; "
+              f"{total[1]:.0f} s (from evaluator.measure.profile step timings on this machine now; "
               "metrics, start-up and an unchanged run's reuse not included)")
     return 0
 

@@ -1,5 +1,5 @@
 """Plotly figures the tabs show. Only drawing: the numbers come from the core
-(:mod:`evaluator.trajectory`, :mod:`evaluator.runs`, :mod:`archspec.graph`)."""
+(:mod:`evaluator.pipeline.side_by_side`, :mod:`evaluator.store.queries`, :mod:`archspec.graph`)."""
 from __future__ import annotations
 
 import math

@@ -1,8 +1,8 @@
 """Side-by-side tab: 1-4 runs from the same initial noise, one step slider for all panels.
 
-Sampling (:func:`evaluator.pipeline.side_by_side.sample_side_by_side`) happens once per click and its
-trajectories are kept in the session state; moving the slider only re-draws step k from
-that cache, it never samples again. A slider move sends only what changes with the step
+Sampling (:func:`evaluator.pipeline.side_by_side.sample_side_by_side`) happens once per
+click and its trajectories are kept in the session state; moving the slider only re-draws
+step k from that cache, it never samples again. A slider move sends only what changes with the step
 (headers, images, figures; ``gr.skip()`` for the metrics and the layout), and the images
 travel inline as small unscaled PNG data URIs that the browser upscales pixelated, so a
 move costs no file writes and no extra downloads.

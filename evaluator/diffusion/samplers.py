@@ -1,7 +1,7 @@
 """Samplers: diffusers' schedulers and k-diffusion-style functions, compared fairly.
 
 A sampler is either a diffusers scheduler (registered with ``_register``) or a plain
-function ``fn(model, x, sigmas, *, generator, progress) -> x`` in sigma (registered with
+function ``fn(model, x, sigmas, *, generator) -> x`` in sigma (registered with
 :func:`register_function`; ``model`` is a :class:`Denoiser` returning the clipped x0-hat).
 
 Every scheduler sampler is built from the training :class:`NoiseSchedule`
@@ -32,7 +32,7 @@ can (``SAMPLERS.get(name).extra["clip"]`` lists the supported policies).
 Seeds: the initial noise for ``n`` samples is drawn once on the CPU with
 ``torch.Generator().manual_seed(seed)`` and is the same for every sampler; stochastic
 samplers get a second CPU generator seeded with ``seed + STEP_SEED_OFFSET`` (function
-samplers draw from it with :func:`noise_like`).
+samplers draw from it with :func:`evaluator.diffusion.ksampling.noise_like`).
 
 Importing this module is cheap (no torch or diffusers); they are imported when sampling.
 """
@@ -42,11 +42,13 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from archspec.choices import CLIP_POLICIES, PREDICTIONS
 from archspec.errors import Problem, UserError
 from blocks.registry import Entry, Registry, RegistryError
+from evaluator.diffusion.ksampling import (DYNAMIC_RATIO, DYNAMIC_SAMPLE_MAX, Denoiser, euler_k,
+                                          heun_k, sigma_grid)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,8 +60,6 @@ SAMPLERS: Registry[Entry] = Registry("sampler")
 
 PREDICTION_TYPES = {"epsilon": "epsilon", "x0": "sample", "v": "v_prediction"}
 TIMESTEP_SPACING = "trailing"
-DYNAMIC_RATIO = 0.995
-DYNAMIC_SAMPLE_MAX = 1.0e4
 STEP_SEED_OFFSET = 1_000_003
 
 
@@ -180,7 +180,8 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
            shape: tuple[int, int, int], seed: int,
            clip: Literal["none", "clip", "dynamic"] = "none", prediction: str = "epsilon",
            device: Any = "cpu", batch_size: int = 256, progress: bool = False,
-           return_trajectory: bool = False) -> SampleResult:
+           return_trajectory: bool = False,
+           callback: Callable[[dict[str, Any]], None] | None = None) -> SampleResult:
     """Draw ``n`` samples with a registered sampler (a scheduler or a function).
 
     Args:
@@ -195,8 +196,12 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
         clip: x0 clipping policy, applied the same way for every sampler.
         prediction: what the model predicts: epsilon | x0 | v.
         device: where the model runs; batch_size: samples per model call.
-        progress: show a tqdm bar over batches and steps.
+        progress: show a tqdm bar over the model calls of every batch.
         return_trajectory: also return x0-hat after every model call.
+        callback: called after every model call with ``{"x", "i", "sigma", "denoised"}``
+            (k-diffusion's convention): the sample the model saw, the call's index in the
+            batch, its noise level and x0-hat before clipping. Progress and trajectories
+            are such callbacks; the sampling maths only calls them.
 
     The model is put in eval mode for sampling and restored afterwards. Stochastic
     samplers draw from one generator across batches, so their samples depend on
@@ -214,32 +219,32 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     run = _scheduler_batch if entry.extra["kind"] == "scheduler" else _function_batch
     was_training = model.training
     model.eval()
-    images, trajectory, xts, nfe_counts, elapsed = [], [], [], [], 0.0
-    n_batches, bar = -(-n // batch_size), None
-    if progress:
-        bar = _CallsBar(f"{sampler} {steps} steps, {n_batches} batch(es)", n_batches)
+    images, nfe_counts, elapsed = [], [], 0.0
+    n_batches = -(-n // batch_size)
+    record = _Trajectory() if return_trajectory else None
+    bar = _CallsBar(f"{sampler} {steps} steps, {n_batches} batch(es)", n_batches) \
+        if progress else None
+    listeners = [c for c in (record, bar, callback) if c is not None]
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 x = noise[start:start + batch_size].to(device)
                 t0 = time.perf_counter()
-                x, calls, traj, xt, info = run(entry, model, x, schedule, steps, prediction,
-                                               clip, step_gen, return_trajectory, bar)
+                x, calls, info = run(entry, model, x, schedule, steps, prediction, clip,
+                                     step_gen, _fan_out(listeners))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 elapsed += time.perf_counter() - t0
                 images.append(x.float().clamp(-1, 1).cpu())
                 nfe_counts.append(calls)
-                trajectory.append(traj)
-                xts.append(xt)
+                for c in (record, bar):
+                    if c is not None:
+                        c.batch_done(calls)
     finally:
         model.train(was_training)
         if bar is not None:
             bar.close()
-    steps_traj = xt_traj = None
-    if return_trajectory:
-        steps_traj = [torch.cat([b[i] for b in trajectory]) for i in range(nfe_counts[0])]
-        xt_traj = [torch.cat([b[i] for b in xts]) for i in range(nfe_counts[0])]
+    steps_traj, xt_traj = record.stacked(nfe_counts[0]) if record else (None, None)
     settings = {"sampler": sampler, "steps": steps, "timestep_spacing": TIMESTEP_SPACING,
                 "clip": clip, "seed": seed, "prediction": prediction,
                 "batch_size": batch_size, **info}
@@ -290,39 +295,59 @@ def _betas_sha256(schedule: "NoiseSchedule") -> str:
     return hashlib.sha256(repr(list(betas)).encode()).hexdigest()[:16]
 
 
-def _steps_bar(items: Any, progress: Any) -> Any:
-    """``items``, ticking a progress bar per item.
+def _fan_out(listeners: list[Callable]) -> Callable | None:
+    """One callback calling every listener in order (None when there are none)."""
+    if not listeners:
+        return None
 
-    ``progress`` is False (no bar), True (a bar of its own) or the caller's shared tqdm
-    bar: :func:`sample` passes one bar for every model call of every batch, whose total
-    is set from the first batch's length.
-    """
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
+    def callback(info: dict[str, Any]) -> None:
+        for c in listeners:
+            c(info)
 
-    if progress is True:
-        return tqdm(items, desc="sampling", leave=False)
-    return progress.wrap(items)
+    return callback
+
+
+class _Trajectory:
+    """Callback keeping x0-hat and x per model call, per batch, on the CPU."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list, list]] = []
+        self.x0s: list = []
+        self.xs: list = []
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.x0s.append(info["denoised"].float().cpu())
+        self.xs.append(info["x"].float().cpu())
+
+    def batch_done(self, calls: int) -> None:
+        self.batches.append((self.x0s, self.xs))
+        self.x0s, self.xs = [], []
+
+    def stacked(self, nfe: int) -> tuple[list, list]:
+        """(x0-hat, x) per call, each the batches concatenated."""
+        import torch
+
+        return ([torch.cat([b[0][i] for b in self.batches]) for i in range(nfe)],
+                [torch.cat([b[1][i] for b in self.batches]) for i in range(nfe)])
 
 
 class _CallsBar:
-    """One tqdm bar over the steps of every batch; its total is known after the first."""
+    """Callback ticking one tqdm bar per model call over every batch; its total is known
+    after the first batch."""
 
     def __init__(self, desc: str, batches: int) -> None:
         from tqdm.auto import tqdm
 
-        self.bar, self.batches_left = tqdm(total=None, desc=desc, unit="step", leave=False), batches
+        self.bar = tqdm(total=None, desc=desc, unit="call", leave=False)
+        self.batches = batches
 
-    def wrap(self, items: Any) -> Any:
-        items = list(items)
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.bar.update(1)
+
+    def batch_done(self, calls: int) -> None:
         if self.bar.total is None:
-            self.bar.total = len(items) * self.batches_left
+            self.bar.total = calls * self.batches
             self.bar.refresh()
-        self.batches_left -= 1
-        for item in items:
-            yield item
-            self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()
@@ -331,12 +356,12 @@ class _CallsBar:
 # ---- diffusers schedulers -------------------------------------------------------------------
 def _scheduler_batch(entry: Entry, model: "nn.Module", x: "torch.Tensor",
                      schedule: "NoiseSchedule", steps: int, prediction: str, clip: str,
-                     step_gen: "torch.Generator | None", keep: bool,
-                     progress: bool) -> tuple["torch.Tensor", int, list, list, dict]:
+                     step_gen: "torch.Generator | None",
+                     callback: Callable | None) -> tuple["torch.Tensor", int, dict]:
     """The plain diffusers loop over ``sched.timesteps``, from noise ``x``.
 
-    Returns (x, model calls, x0-hat per call, x_t per call, settings); the lists are
-    empty unless ``keep``.
+    Returns (x, model calls, settings); ``callback`` (see :func:`sample`) gets the x_t
+    before the scheduler's input scaling, and ``sigma`` of the call's timestep.
     """
     sched = build_scheduler(entry.name, schedule, prediction, clip)
     sched.set_timesteps(steps, device=x.device)
@@ -344,118 +369,36 @@ def _scheduler_batch(entry: Entry, model: "nn.Module", x: "torch.Tensor",
     step_kwargs = dict(entry.extra["step_kwargs"])
     if step_gen is not None:
         step_kwargs["generator"] = step_gen
-    calls, traj, xts = 0, [], []
-    for t in _steps_bar(sched.timesteps, progress):
+    calls = 0
+    for t in sched.timesteps:
         inp = sched.scale_model_input(x, t)                       # VP-scaled x_t, (B, C, H, W)
         tb = t.reshape(1).expand(x.shape[0]).to(x.device)          # (B,)
         out = model(inp, tb)
         calls += 1
-        if keep:
-            traj.append(schedule.to_x0_eps(inp, tb, out, prediction)[0].float().cpu())
-            xts.append(x.float().cpu())
+        if callback is not None:
+            abar = schedule.abar(tb)
+            callback({"x": x, "i": calls - 1, "sigma": ((1 - abar) / abar).sqrt(),
+                      "denoised": schedule.to_x0_eps(inp, tb, out, prediction)[0]})
         x = sched.step(out, t, x, **step_kwargs).prev_sample
     config = {k: v for k, v in dict(sched.config).items() if not k.startswith("_")}
     config.pop("trained_betas", None)
     info = {"scheduler": type(sched).__name__, "scheduler_config": config,
             "step_kwargs": dict(entry.extra["step_kwargs"]),
             "trained_betas_sha256": _betas_sha256(schedule)}
-    return x, calls, traj, xts, info
+    return x, calls, info
 
 
 # ---- function samplers (k-diffusion style) --------------------------------------------------
-def clip_x0(x0: "torch.Tensor", policy: str) -> "torch.Tensor":
-    """Apply clip ``policy`` to x0-hat (B, C, H, W), exactly as the schedulers do.
-
-    ``clip`` clamps to [-1, 1]; ``dynamic`` is Imagen's thresholding (Saharia et al. 2022):
-    s = clamp(quantile_0.995 |x0|, 1, DYNAMIC_SAMPLE_MAX) per image, then clamp(x0, -s, s)/s.
-    """
-    import torch
-
-    if policy == "none":
-        return x0
-    if policy == "clip":
-        return x0.clamp(-1.0, 1.0)
-    flat = x0.float().reshape(x0.shape[0], -1)
-    s = torch.quantile(flat.abs(), DYNAMIC_RATIO, dim=1).clamp(1.0, DYNAMIC_SAMPLE_MAX)
-    s = s.view(-1, *([1] * (x0.dim() - 1)))
-    return (torch.maximum(torch.minimum(x0.float(), s), -s) / s).to(x0.dtype)
-
-
-def sigma_grid(schedule: "NoiseSchedule", steps: int) -> "torch.Tensor":
-    """(steps + 1,) float64 sigmas, decreasing, ending in 0, on the trailing timesteps.
-
-    sigma_t = sqrt((1 - abar_t) / abar_t) (the VE view of the VP schedule, Karras et al.
-    2022) at t_i = round(T - i T / steps) - 1, the timesteps diffusers' trailing spacing
-    gives, so a function sampler visits the same noise levels as the schedulers.
-    """
-    import numpy as np
-    import torch
-
-    T = schedule.timesteps
-    ts = torch.from_numpy((np.round(np.arange(T, 0, -T / steps)) - 1).astype(np.int64))
-    a = schedule.alphas_cumprod[ts]
-    return torch.cat([((1 - a) / a).sqrt(), torch.zeros(1, dtype=torch.float64)])
-
-
-class Denoiser:
-    """D(x, sigma) -> clipped x0-hat, the k-diffusion view of a VP-trained model.
-
-    x is the VE sample x0 + sigma * eps; the model sees the VP sample x / sqrt(1 + sigma^2)
-    and the (float) timestep whose sigma is ``sigma`` (sigma linear in t between table
-    entries, as :meth:`NoiseSchedule.abar` reads float timesteps). Counts its calls and,
-    with ``keep``, records x0-hat before clipping and the x it was given.
-    """
-
-    def __init__(self, model: "nn.Module", schedule: "NoiseSchedule", prediction: str,
-                 clip: str, keep: bool = False) -> None:
-        table = schedule.alphas_cumprod
-        self.table_sigmas = ((1 - table) / table).sqrt()        # (T,) increasing, float64
-        self.model, self.prediction, self.clip, self.keep = model, prediction, clip, keep
-        self.calls, self.x0s, self.xs = 0, [], []
-
-    def timestep(self, sigma: "torch.Tensor") -> "torch.Tensor":
-        """Float timesteps with sigma(t) = ``sigma`` (clamped to the table's range)."""
-        import torch
-
-        sig = self.table_sigmas
-        s = sigma.detach().double().cpu().clamp(sig[0], sig[-1])
-        hi = torch.searchsorted(sig, s).clamp(1, len(sig) - 1)
-        frac = (s - sig[hi - 1]) / (sig[hi] - sig[hi - 1])
-        return (hi - 1).double() + frac
-
-    def __call__(self, x: "torch.Tensor", sigma: Any) -> "torch.Tensor":
-        import torch
-
-        b = x.shape[0]
-        sig = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).expand(b)   # (B,)
-        scale = (1.0 / (1.0 + sig * sig)).sqrt()                  # sqrt(abar), (B,)
-        sv = sig.to(x.device, x.dtype).view(-1, 1, 1, 1)
-        sa = scale.to(x.device, x.dtype).view(-1, 1, 1, 1)
-        inp = x * sa                                              # VP x_t, (B, C, H, W)
-        out = self.model(inp, self.timestep(sig).float().to(x.device))
-        self.calls += 1
-        if self.prediction == "epsilon":
-            x0 = x - sv * out
-        elif self.prediction == "x0":
-            x0 = out
-        else:   # v = sa eps - s1 x0 with s1 = sigma * sa
-            x0 = sa * inp - sv * sa * out
-        if self.keep:
-            self.x0s.append(x0.float().cpu())
-            self.xs.append(x.float().cpu())
-        return clip_x0(x0, self.clip)
-
-
 def register_function(name: str, *, doc: str, stochastic: bool = False,
                       clip: tuple[str, ...] = CLIP_POLICIES) -> Any:
-    """Decorator registering ``fn(model, x, sigmas, *, generator=None, progress=False) -> x``.
+    """Decorator registering ``fn(model, x, sigmas, *, generator=None) -> x``.
 
     The function gets a :class:`Denoiser` as ``model`` (``model(x, sigma)`` returns the
     clipped x0-hat), the VE start ``x = noise * sqrt(sigmas[0]^2 + 1)`` (the VP noise the
     schedulers start from), and :func:`sigma_grid` sigmas; it returns x at sigma = 0.
     Stochastic functions draw noise only from ``generator`` (a CPU generator, see
-    :func:`noise_like`), so they get the same seeding as the schedulers. NFE is the number
-    of denoiser calls.
+    :func:`evaluator.diffusion.ksampling.noise_like`), so they get the same seeding as the
+    schedulers. NFE is the number of denoiser calls.
     """
     def deco(fn: Any) -> Any:
         extra = {"kind": "function", "scheduler": f"function {fn.__module__}.{fn.__qualname__}",
@@ -466,60 +409,26 @@ def register_function(name: str, *, doc: str, stochastic: bool = False,
     return deco
 
 
-def noise_like(x: "torch.Tensor", generator: "torch.Generator | None") -> "torch.Tensor":
-    """Standard normal noise shaped like ``x``, drawn on the CPU from ``generator``."""
-    import torch
-
-    return torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-
-
 def _function_batch(entry: Entry, model: "nn.Module", x: "torch.Tensor",
                     schedule: "NoiseSchedule", steps: int, prediction: str, clip: str,
-                    step_gen: "torch.Generator | None", keep: bool,
-                    progress: bool) -> tuple["torch.Tensor", int, list, list, dict]:
+                    step_gen: "torch.Generator | None",
+                    callback: Callable | None) -> tuple["torch.Tensor", int, dict]:
     """Run a registered function sampler from VP noise ``x`` (see :func:`register_function`)."""
     sigmas = sigma_grid(schedule, steps)
-    den = Denoiser(model, schedule, prediction, clip, keep)
+    den = Denoiser(model, schedule, prediction, clip, callback)
     x = x * float((sigmas[0] ** 2 + 1).sqrt())
-    x = entry.extra["function"](den, x, sigmas, generator=step_gen, progress=progress)
+    x = entry.extra["function"](den, x, sigmas, generator=step_gen)
     info = {"scheduler": entry.extra["scheduler"],
             "scheduler_config": {"sigmas": [round(float(s), 6) for s in sigmas]},
             "trained_betas_sha256": _betas_sha256(schedule)}
-    return x, den.calls, den.x0s, den.xs, info
+    return x, den.calls, info
 
 
-@register_function("euler-k", doc="Euler on the probability-flow ODE in sigma, as a function "
-                   "(Karras et al. 2022, Alg. 1 without churn); on the trailing grid it is DDIM")
-def euler_k(model: Any, x: "torch.Tensor", sigmas: "torch.Tensor", *, generator: Any = None,
-            progress: bool = False) -> "torch.Tensor":
-    for i in _steps_bar(range(len(sigmas) - 1), progress):
-        s, s_next = sigmas[i], sigmas[i + 1]
-        d = (x - model(x, s)) / float(s)                          # dx/dsigma, (B, C, H, W)
-        x = x + d * float(s_next - s)
-    return x
-
-
-@register_function("heun-k", doc="Heun 2nd order in sigma, as a function (Karras et al. "
-                   "2022, Alg. 1 without churn); Euler for the first and last steps, "
-                   "2 NFE per step between; all clip policies")
-def heun_k(model: Any, x: "torch.Tensor", sigmas: "torch.Tensor", *, generator: Any = None,
-           progress: bool = False) -> "torch.Tensor":
-    """Heun's method with an Euler first step.
-
-    The trailing grid starts at the schedule's sigma_max (2e4 for the cosine schedule,
-    alpha-bar ~ 2e-9); the trapezoid rule over that first jump averages the slope at 2e4
-    with the slope at ~6 and its error scales with the step, so on a Gaussian toy data
-    set it gives 10x the data variance at 5 steps. The Euler (= DDIM) step is exact in
-    the limit sigma -> inf for the x0-hat it is given. Karras et al. avoid this with
-    sigma_max = 80.
-    """
-    for i in _steps_bar(range(len(sigmas) - 1), progress):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        d = (x - model(x, s)) / s
-        x_euler = x + d * (s_next - s)
-        if i == 0 or s_next == 0:                                 # Euler: see the docstring
-            x = x_euler
-            continue
-        d2 = (x_euler - model(x_euler, s_next)) / s_next
-        x = x + (d + d2) / 2 * (s_next - s)
-    return x
+# The built-in function samplers (their maths: :mod:`evaluator.diffusion.ksampling`).
+register_function(
+    "euler-k", doc="Euler on the probability-flow ODE in sigma, as a function (Karras et al. "
+    "2022, Alg. 1 without churn); on the trailing grid it is DDIM")(euler_k)
+register_function(
+    "heun-k", doc="Heun 2nd order in sigma, as a function (Karras et al. 2022, Alg. 1 "
+    "without churn); Euler for the first and last steps, 2 NFE per step between; all clip "
+    "policies")(heun_k)

@@ -5,7 +5,7 @@ torch-fidelity (Obukhov et al., https://github.com/toshas/torch-fidelity) comput
 in its registry. This module feeds it two :class:`UInt8Images` datasets and turns its
 output into the project's result dicts. :func:`fd_kd_with_extractor` is the shared core;
 :func:`inception_fid_kid` is the standard InceptionV3 flavour, and the in-project extractor
-(:mod:`evaluator.metrics.features`) reuses the core under the names ``FD-<dataset>``.
+(:mod:`evaluator.measure.features`) reuses the core under the names ``FD-<dataset>``.
 
 Nothing here downloads: the Inception weights come from an explicit path, the env var
 ``ARCHSEARCH_INCEPTION_WEIGHTS`` or torch hub's checkpoint folder (where torch-fidelity's

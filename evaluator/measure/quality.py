@@ -21,7 +21,7 @@ def call_metric(metric: Any, given: dict[str, Any]) -> list[dict[str, Any]]:
 def quality_metrics(samples: Any, reference: Any, extractor: Any = None
                     ) -> list[dict[str, Any]]:
     """Every registered metric with ``evaluate=True``, in registry order, on the inputs it
-    declares (see :class:`evaluator.metrics.Metric`).
+    declares (see :class:`evaluator.measure.registry.Metric`).
 
     Args:
         samples: (N, C, H, W) in [-1, 1].

@@ -214,7 +214,7 @@ def _aggregate(spec: Any, sampler: str, steps: int, per_seed: list[dict],
 
 def band_error_row(per_seed: list[dict]) -> dict[str, Any] | None:
     """The per-radial-band error of one sampler setting (``metrics.json``, each result row):
-    :func:`evaluator.metrics.spectral.band_errors` per seed, its log10 ratio averaged over
+    :func:`evaluator.measure.spectral.band_errors` per seed, its log10 ratio averaged over
     the seeds; None when the spectral statistics could not be computed."""
     from evaluator.measure.spectral import band_errors
 

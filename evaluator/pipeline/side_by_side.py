@@ -3,10 +3,10 @@
 The research question behind the comparison view: does a frequency-native model settle the
 high radial bands of its x0 prediction sooner (in fewer sampler steps) than a spatial one?
 :func:`sample_side_by_side` samples several runs from the *same* initial noise
-(:func:`evaluator.samplers.initial_noise`, the seed the CLI uses) with the same sampler,
+(:func:`evaluator.diffusion.samplers.initial_noise`, the seed the CLI uses) with the same sampler,
 step count and clip policy, keeps x_t and x0-hat after every model call, and measures the
 energy share of each radial band of x0-hat at every step (:func:`band_energy_per_step`,
-built on :func:`evaluator.metrics.spectral.band_energy_shares`).
+built on :func:`evaluator.measure.spectral.band_energy_shares`).
 
 Everything here is plain data (tensors, lists, dicts) so surfaces (the Gradio app, scripts)
 only lay it out.
@@ -34,7 +34,7 @@ class RunTrajectory:
         x0: x0-hat after each model call, each (n, C, H, W); ``len(x0) == nfe``.
         xt: x_t the model saw at each call (before input scaling); ``len(xt) == nfe``.
         nfe: model calls per sample; ms_per_nfe: wall time per batched call.
-        settings: the sampler settings (:func:`evaluator.samplers.sample`).
+        settings: the sampler settings (:func:`evaluator.diffusion.samplers.sample`).
         band_energy: (nfe, n_bands) energy share of each radial band of x0-hat per step.
         dataset: the run's training dataset (its test split is the spectral reference).
     """
@@ -66,7 +66,7 @@ def sample_side_by_side(run_paths: list[str | Path], *, sampler: str = "ddim",
 
     Args:
         run_paths: 1+ trained run folders; all must share one image shape.
-        sampler, steps, seed, n: as in :func:`evaluator.samplers.sample`.
+        sampler, steps, seed, n: as in :func:`evaluator.diffusion.samplers.sample`.
         clip: x0 clipping policy for every run; default the first run's ``evaluate.clip``.
         device: where the models run.
         n_bands: radial bands for :func:`band_energy_per_step` (default

@@ -135,9 +135,7 @@ def runs_table(runs: list[RunDir]) -> list[list[str]]:
 
 def results_table(runs: list[RunDir], metric: str | None = None) -> list[list[str]]:
     """One row per pipeline x sampler x steps; metric columns come from the metric registry
-    (:func:`evaluator.evaluate.metric_columns`), as in ``evaluate``'s own table."""
-    from evaluator.report.tables import fmt_metric, metric_columns
-
+    (:func:`metric_columns`), as in ``evaluate``'s own table."""
     results = [r for run in runs for r in (best_eval(run)[1] or {}).get("results", [])]
     cols = metric_columns(results)
     rows = [["pipeline", "sampler", "steps", "NFE", "N", "seeds", *cols, "ms/NFE"]]

@@ -126,8 +126,6 @@ def _stability_md(runs: list[RunDir]) -> list[str]:
 
 
 def _settings(runs: list[RunDir]) -> list[str]:
-    from evaluator.report.tables import settings_notes
-
     rows = [r for run in runs for ev in run.metrics().get("eval", {}).values()
             for r in ev.get("results", [])]
     return settings_notes(rows)

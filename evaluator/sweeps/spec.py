@@ -130,7 +130,7 @@ class Objective(Metric):
 
 
 class BudgetSpec(_Strict):
-    """Caps on the spec's training and evaluation (see ``evaluator.evaluate.Budget``)."""
+    """Caps on the spec's training and evaluation (see ``evaluator.pipeline.budgets.Budget``)."""
 
     train_steps: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
@@ -344,7 +344,7 @@ def _design_rows(ls: LoadedSweep) -> None:
 
 # ---- resolution -------------------------------------------------------------------------
 def budget_of(sweep: Sweep):
-    """The :class:`evaluator.evaluate.Budget`; a custom one is named by its settings'
+    """The :class:`evaluator.pipeline.budgets.Budget`; a custom one is named by its settings'
     digest so that its results are stored (and reused) apart from other budgets."""
     from evaluator.pipeline.budgets import Budget, get_budget
 

@@ -18,11 +18,9 @@ exactly where it stopped.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,13 +29,15 @@ import torch
 from torch import nn
 
 from evaluator.device import autocast, describe_device, resolve_device, seed_everything
-from evaluator.store.checkpoints import load_checkpoint, save_checkpoint
+# save_checkpoint: the writer the run store's checkpoints go through (tests reach it here)
+from evaluator.store.checkpoints import save_checkpoint  # noqa: F401
 from evaluator.store.rundir import RunDir, hash_spec
-from evaluator.store.snapshots import save_snapshot
+from evaluator.training.callbacks import (Callback, Checkpointer, LossLog, Monitor, OnStep,
+                                          Progress, Snapshots)
 from evaluator.training.ema import EMA
 from evaluator.training.monitor import (STABILITY_FACTOR, STABILITY_WARMUP, STABILITY_WINDOW,
                                         SpectralMonitor, stability_warnings)
-from evaluator.training.rng import rng_state, set_rng_state
+from evaluator.training.state import NullStore, RunStore, TrainState
 from evaluator.training.warm_start import apply_init_from
 
 LOSS_WINDOW = 50  # steps averaged at each end of the run for ``loss_drop``
@@ -71,13 +71,6 @@ class NonFinite(RuntimeError):
 
 class Cancelled(Exception):
     """Raised by an ``on_step`` callback to stop training resumably; ``str()`` is the reason."""
-
-
-# ---- the loop -----------------------------------------------------------------------------
-@dataclass
-class _State:
-    step: int = 0
-    losses: list[float] = field(default_factory=list)
 
 
 def loss_summary(losses: list[float], window: int = LOSS_WINDOW) -> dict[str, float]:
@@ -144,7 +137,7 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
         run: an explicit run folder (overrides ``root``).
         model: the model to train; default ``archspec.build_model(spec)`` after seeding.
         data: images (N, C, H, W) in [-1, 1] or an object with ``.images``; default the
-            spec's dataset via :func:`evaluator.datasets.load_dataset`.
+            spec's dataset via :func:`evaluator.data.datasets.load_dataset`.
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         resume: continue from the run's checkpoint if there is one.
         progress: show a tqdm bar.
@@ -155,18 +148,55 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     Returns:
         A :class:`TrainResult`; a non-finite loss gives ``status == "failed"``.
     """
-    from tqdm.auto import tqdm
-
     cfg = spec.train
     dev = resolve_device(device)
     if run is None and root is not None:
         run = RunDir.create(spec, root)
-    ckpt = load_checkpoint(run.checkpoint_file) if (
-        run is not None and resume and run.checkpoint_file.exists()) else None
+    store = RunStore(run) if run is not None else NullStore()
+    ckpt = store.checkpoint_to_resume(resume)
     if ckpt is not None and ckpt.get("spec_hash") != hash_spec(spec):
         from archspec.errors import UserError
         raise UserError(f"{run.checkpoint_file}: checkpoint belongs to another spec")
+    state, step_loss, images, warm = _setup(spec, dev, model, data, step_loss, ckpt, run)
+    loss_pos = state.restore(ckpt) if ckpt is not None else 0
+    if ckpt is not None and state.step >= cfg.steps and store.is_finished():
+        return TrainResult("finished", state.step, store.train_metrics(), state.model,
+                           state.ema.state, run)
+    store.begin(state, loss_pos, cfg.steps, describe_device(dev), resumed=ckpt is not None)
+    callbacks = _callbacks(spec, store, state, monitor_every, progress, on_step)
+    n_params = sum(p.numel() for p in state.model.parameters())
+    start_step, t0 = state.step, time.perf_counter()
+    n_t = getattr(step_loss, "timesteps", spec.diffusion.timesteps)
+    reason, status = None, "finished"
+    try:
+        while state.step < cfg.steps:
+            rec = _one_step(state, step_loss, images, n_t, callbacks)
+            for cb in callbacks:
+                cb.after_step(state, rec)
+    except NonFinite as e:
+        reason, status = str(e), "failed"
+    except Cancelled as e:
+        reason, status = str(e) or "cancelled", "cancelled"
+        if state.step > 0:
+            store.checkpoint(state)
+    finally:
+        for cb in callbacks:
+            cb.close()
+        store.close()
+    metrics = _train_metrics(state, start_step, time.perf_counter() - t0, n_params)
+    if cfg.init_from:
+        metrics["init_from"] = warm or store.train_metrics().get("init_from")
+    metrics["stability"] = _stability(spec, store)
+    store.finish(status, reason, metrics)
+    return TrainResult(status, state.step, metrics, state.model, state.ema.state, run, reason)
 
+
+def _setup(spec: Any, dev: torch.device, model: nn.Module | None, data: Any,
+           step_loss: Callable | None, ckpt: dict | None, run: RunDir | None
+           ) -> tuple[TrainState, Callable, torch.Tensor, dict | None]:
+    """The seeded model (warm-started when asked), data, loss, optimiser, EMA, generator;
+    in this order, which the global RNG stream depends on."""
+    cfg = spec.train
     seed_everything(cfg.seed)
     if model is None:
         from archspec import build_model
@@ -176,145 +206,69 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     images = _load_images(spec, data)
     if step_loss is None:
         step_loss = _make_loss(spec, images, dev)
-    n_t = getattr(step_loss, "timesteps", spec.diffusion.timesteps)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema)
     gen = torch.Generator().manual_seed(cfg.seed)
-    st = _State()
-    loss_pos = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        ema.state = {k: v.to(dev) for k, v in ckpt["ema"].items()}
-        st.step, st.losses, loss_pos = ckpt["step"], list(ckpt["losses"]), ckpt["loss_pos"]
-        set_rng_state(ckpt["rng"], gen)
-        if st.step >= cfg.steps and run.status().get("status") == "finished":
-            return TrainResult("finished", st.step, run.metrics().get("train", {}), model,
-                               ema.state, run)
-    if run is not None:
-        _truncate(run.loss_file, loss_pos)
-        run.set_status("running", step=st.step, total=cfg.steps, device=str(dev))
-        run.log(f"{'resume at step ' + str(st.step) if ckpt else 'start'}: "
-                f"{cfg.steps} steps on {describe_device(dev)}")
+    return TrainState(spec, model, opt, ema, gen, dev), step_loss, images, warm
 
-    monitor = SpectralMonitor(model, monitor_every)
-    n_params = sum(p.numel() for p in model.parameters())
-    start_step, t0 = st.step, time.perf_counter()
-    log = open(run.loss_file, "a") if run is not None else None
-    bar = tqdm(total=cfg.steps, initial=st.step, disable=not progress, desc=spec.name,
-               unit="step", leave=False)
-    reason, status, session_records = None, "finished", []
-    conv = spec.evaluate.convergence
-    try:
-        while st.step < cfg.steps:
-            rec = _one_step(model, opt, ema, step_loss, images, gen, dev, cfg, n_t, st, monitor)
-            if run is None and "spectral" in rec:
-                session_records.append(rec)
-            if log is not None:
-                log.write(json.dumps(rec) + "\n")
-            bar.update(1)
-            if st.step % 10 == 0:
-                bar.set_postfix(loss=f"{rec['loss']:.4f}")
-            if on_step is not None:
-                on_step(st.step, rec["loss"])
-            if run is not None and (st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps):
-                _checkpoint(run, spec, model, opt, ema, gen, st, log)
-            if run is not None and conv is not None and (st.step % conv.every == 0
-                                                         or st.step == cfg.steps):
-                save_snapshot(run, hash_spec(spec), st.step, ema.state)
-    except NonFinite as e:
-        reason, status = str(e), "failed"
-    except Cancelled as e:
-        reason, status = str(e) or "cancelled", "cancelled"
-        if run is not None and st.step > 0:
-            _checkpoint(run, spec, model, opt, ema, gen, st, log)
-    finally:
-        bar.close()
-        monitor.remove()
-        if log is not None:
-            log.close()
-    elapsed = time.perf_counter() - t0
-    done = st.step - start_step
-    metrics = {**loss_summary(st.losses), "steps": st.step, "steps_this_session": done,
-               "seconds": elapsed, "steps_per_second": done / elapsed if elapsed > 0 else None,
-               "device": describe_device(dev), "params": n_params,
-               "batch_size": cfg.batch_size, "seed": cfg.seed}
-    if cfg.init_from:
-        metrics["init_from"] = warm or (run.metrics().get("train", {}).get("init_from")
-                                        if run is not None else None)
-    warnings_ = stability_warnings(run.losses() if run is not None else session_records)
-    metrics["stability"] = {"factor": STABILITY_FACTOR, "window": STABILITY_WINDOW,
-                            "warmup": STABILITY_WARMUP, "warnings": warnings_}
+
+def _callbacks(spec: Any, store: NullStore, state: TrainState, monitor_every: int,
+               progress: bool, on_step: Callable[[int, float], None] | None) -> list[Callback]:
+    """Monitor, loss log, progress, the caller's on_step, checkpoints, snapshots (in order)."""
+    cfg, conv = spec.train, spec.evaluate.convergence
+    out: list[Callback] = [Monitor(SpectralMonitor(state.model, monitor_every)), LossLog(store),
+                           Progress(cfg.steps, state.step, spec.name, progress)]
+    if on_step is not None:
+        out.append(OnStep(on_step))
+    out.append(Checkpointer(store, cfg.checkpoint_every, cfg.steps))
+    if conv is not None:
+        out.append(Snapshots(store, conv.every, cfg.steps))
+    return out
+
+
+def _train_metrics(state: TrainState, start_step: int, elapsed: float,
+                   n_params: int) -> dict[str, Any]:
+    cfg, done = state.spec.train, state.step - start_step
+    return {**loss_summary(state.losses), "steps": state.step, "steps_this_session": done,
+            "seconds": elapsed, "steps_per_second": done / elapsed if elapsed > 0 else None,
+            "device": describe_device(state.dev), "params": n_params,
+            "batch_size": cfg.batch_size, "seed": cfg.seed}
+
+
+def _stability(spec: Any, store: NullStore) -> dict[str, Any]:
+    """Stability warnings over the whole run's records, printed and logged."""
+    from tqdm.auto import tqdm
+
+    warnings_ = stability_warnings(store.records())
     for w in warnings_:
         tqdm.write(f"WARNING: {spec.name}: {w['message']}")
-        if run is not None:
-            run.log(f"WARNING: {w['message']}")
-    if run is not None:
-        _finish_run(run, status, reason, metrics)
-    return TrainResult(status, st.step, metrics, model, ema.state, run, reason)
+        store.log(f"WARNING: {w['message']}")
+    return {"factor": STABILITY_FACTOR, "window": STABILITY_WINDOW,
+            "warmup": STABILITY_WARMUP, "warnings": warnings_}
 
 
-def _one_step(model: nn.Module, opt: torch.optim.Optimizer, ema: EMA, step_loss: Callable,
-              images: torch.Tensor, gen: torch.Generator, dev: torch.device, cfg: Any,
-              n_t: int, st: _State, monitor: SpectralMonitor) -> dict[str, Any]:
+def _one_step(s: TrainState, step_loss: Callable, images: torch.Tensor, n_t: int,
+              callbacks: list[Callback]) -> dict[str, Any]:
     # All step randomness from ``gen`` on the CPU: identical streams on every device.
-    step = st.step + 1
-    idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
-    t = torch.randint(0, n_t, (cfg.batch_size,), generator=gen)
-    noise = torch.randn((cfg.batch_size, *images.shape[1:]), generator=gen)
-    x0 = images[idx].to(dev)  # (B, C, H, W) float32 in [-1, 1]
-    monitor.begin(step)
-    loss = step_loss(model, x0, t.to(dev), noise.to(dev))
+    cfg, step = s.spec.train, s.step + 1
+    idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=s.gen)
+    t = torch.randint(0, n_t, (cfg.batch_size,), generator=s.gen)
+    noise = torch.randn((cfg.batch_size, *images.shape[1:]), generator=s.gen)
+    x0 = images[idx].to(s.dev)  # (B, C, H, W) float32 in [-1, 1]
+    for cb in callbacks:
+        cb.before_step(s, step)
+    loss = step_loss(s.model, x0, t.to(s.dev), noise.to(s.dev))
     loss_v = float(loss.detach())
     if not math.isfinite(loss_v):
         raise NonFinite(f"non-finite loss at step {step} ({loss_v})")
-    opt.zero_grad(set_to_none=True)
+    s.opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = float(torch.nn.utils.clip_grad_norm_(
-        model.parameters(), cfg.grad_clip if cfg.grad_clip else math.inf))
+        s.model.parameters(), cfg.grad_clip if cfg.grad_clip else math.inf))
     if not math.isfinite(gnorm):
         raise NonFinite(f"non-finite gradient norm at step {step} ({gnorm})")
-    opt.step()
-    ema.update(model, step)
-    st.step = step
-    st.losses.append(loss_v)
-    rec = {"step": step, "loss": loss_v, "grad_norm": gnorm, "time": time.time()}
-    spectral = monitor.collect()
-    if spectral:
-        rec["spectral"] = spectral
-    return rec
-
-
-def _checkpoint(run: RunDir, spec: Any, model: nn.Module, opt: torch.optim.Optimizer,
-                ema: EMA, gen: torch.Generator, st: _State, log: Any) -> None:
-    # The loss log must be on disk up to ``loss_pos`` before the checkpoint points there.
-    log.flush()
-    os.fsync(log.fileno())
-    payload = {
-        "format": 1, "spec_hash": hash_spec(spec), "step": st.step,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "ema": {k: v.detach().cpu() for k, v in ema.state.items()},
-        "optimizer": opt.state_dict(), "rng": rng_state(gen),
-        "losses": list(st.losses), "loss_pos": log.tell(),
-    }
-    save_checkpoint(run.checkpoint_file, payload)
-    run.set_status("running", step=st.step)
-
-
-def _truncate(path: Path, pos: int) -> None:
-    if path.exists() and path.stat().st_size > pos:
-        with open(path, "r+b") as f:
-            f.truncate(pos)
-    elif not path.exists():
-        path.touch()
-
-
-def _finish_run(run: RunDir, status: str, reason: str | None, metrics: dict) -> None:
-    extra = {"reason": reason} if reason else {}
-    extra["resumable"] = status == "cancelled"
-    run.update_metrics("train", metrics)
-    run.set_status(status, step=metrics["steps"], **extra)
-    run.log(f"{status} at step {metrics['steps']}" + (f": {reason}" if reason else "")
-            + f" ({metrics['steps_per_second'] or 0:.1f} steps/s)")
-
-
+    s.opt.step()
+    s.ema.update(s.model, step)
+    s.step = step
+    s.losses.append(loss_v)
+    return {"step": step, "loss": loss_v, "grad_norm": gnorm, "time": time.time()}

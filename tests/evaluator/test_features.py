@@ -15,7 +15,7 @@ from evaluator.measure import features as F
 
 @dataclass
 class Data:
-    """Stand-in for evaluator.datasets.ImageData (same attribute names)."""
+    """Stand-in for evaluator.data.datasets.ImageData (same attribute names)."""
 
     images: torch.Tensor
     labels: torch.Tensor | None

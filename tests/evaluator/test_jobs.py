@@ -1,4 +1,4 @@
-"""evaluator.jobs: background jobs, one per device, cancellation leaves a resumable run."""
+"""evaluator.pipeline.jobs: background jobs, one per device, cancellation leaves a resumable run."""
 from __future__ import annotations
 
 import time

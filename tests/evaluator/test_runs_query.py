@@ -1,4 +1,4 @@
-"""evaluator.runs.query_runs / eval_rows: the runs table of the app."""
+"""evaluator.store.queries.query_runs / eval_rows: the runs table of the app."""
 from __future__ import annotations
 
 from archspec import spec_from_dict

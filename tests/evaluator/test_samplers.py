@@ -204,7 +204,8 @@ def test_every_sampler_reproduces_the_data_variance(schedule, name):
 
 
 PLUGIN = """
-from evaluator.diffusion.samplers import noise_like, register_function
+from evaluator.diffusion.ksampling import noise_like
+from evaluator.diffusion.samplers import register_function
 
 
 @register_function("plugin-euler-ancestral", doc="Euler ancestral in sigma", stochastic=True)
@@ -316,7 +317,7 @@ class ClippedEps(torch.nn.Module):
     """A model whose own eps already implies the clipped x0-hat of ``inner``.
 
     x0 = (x_t - sqrt(1-a) eps) / sqrt(a) is clipped by ``policy`` (written here with numpy,
-    independently of diffusers and of evaluator.samplers.clip_x0), and the eps implied by
+    independently of diffusers and of evaluator.diffusion.ksampling.clip_x0), and the eps implied by
     the clipped x0 is returned. A sampler applies a clip policy consistently iff sampling
     ``inner`` with the policy equals sampling this model with no clipping.
     """

@@ -186,7 +186,7 @@ def test_open_ended_designs_run_their_trial_count(tmp_path, kind):
 
 @pytest.mark.slow
 def test_evaluation_objective_and_confirmation_run(tmp_path):
-    """The full path: train + evaluate through evaluator.evaluate, FD objective, analyze
+    """The full path: train + evaluate through evaluator.pipeline.evaluate, FD objective, analyze
     --confirm trains the best predicted combination."""
     data = tiny_sweep(objective={"metric": "spectral-RAPS-dist", "sampler": "ddim",
                                  "steps": 5},

@@ -1,4 +1,4 @@
-"""evaluator.trajectory: side-by-side sampling from one noise, per-step band energy."""
+"""evaluator.pipeline.side_by_side: side-by-side sampling from one noise, per-step band energy."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""evaluator.workspace: names cannot escape the workspace."""
+"""evaluator.store.workspace: names cannot escape the workspace."""
 from __future__ import annotations
 
 import os
