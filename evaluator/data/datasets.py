@@ -324,7 +324,7 @@ def _folder(split: str, root: str | None, download: bool, seed: int,
 def dataset_problems(spec: Any) -> list[Problem]:
     """The spec's dataset: a known name, images of the spec's shape, files present.
 
-    Called by validation (through :mod:`evaluator.checks`), so ``train`` never meets a
+    Called by validation (through :mod:`evaluator.pipeline.checks`), so ``train`` never meets a
     dataset that does not fit.
     """
     name, root = spec.train.dataset, spec.train.data_root
