@@ -77,6 +77,8 @@ def q1_verdict(m: dict[str, Any], ref_nfe: int) -> str:
 def _nfe_text(m: dict[str, Any]) -> str:
     if m["nfe"] is None:
         return f"not reached within {m['max_nfe']}"
+    if m["nfe"] == m.get("min_nfe"):  # already there at the smallest NFE measured
+        return f"<= {m['nfe']:.3g} (reached at the smallest NFE measured)"
     lo = "-" if m["low"] is None else f"{m['low']:.3g}"
     hi = f"> {m['max_nfe']}" if m["high"] is None else f"{m['high']:.3g}"
     return f"{m['nfe']:.3g} [{lo}, {hi}]"
@@ -173,7 +175,8 @@ def q2(t: dict[str, list[dict]], st: dict[str, Any]) -> dict[str, Any]:
                if any(f"f:{f}" in r for r in runs)]
     measures = ("fd", "to_threshold", "spikes", "warnings", "sampler_spread", "clip_change")
     eff = [e for f in factors for m in measures for e in effects(runs, f, m)]
-    div = [d for f in [*factors, st.get("lr_factor", "lr")] for d in divergence(t["runs"], f)]
+    div_f = list(dict.fromkeys([*factors, st.get("lr_factor", "lr")]))
+    div = [d for f in div_f for d in divergence(t["runs"], f)]
     conv = S.summarise([{**c, "level": "/".join(str(c.get(f"f:{f}")) for f in factors)}
                         for c in t["convergence"]], ("level", "step"), "fd")
     sentences, n = [], 0
@@ -193,8 +196,9 @@ def q2(t: dict[str, list[dict]], st: dict[str, Any]) -> dict[str, Any]:
             parts.append(f"{what} {S.fmt(ea)} vs {S.fmt(eb)} ({_word(c, a, b)})")
         sentences.append(f"{f} {a} vs {b}: " + "; ".join(parts))
     decided = [s for s in sentences if "inconclusive" not in s]
-    verdict = "inconclusive" if not decided or len(decided) < len(sentences) else "yes"
-    answer = (("Inconclusive where marked: " if verdict == "inconclusive" else "Yes: ")
+    verdict = "inconclusive" if not decided or len(decided) < len(sentences) else "separated"
+    answer = (("Inconclusive where marked: " if verdict == "inconclusive"
+               else "Every effect is separated: ")
               + ". ".join(sentences) + "." if sentences
               else "Inconclusive: the design has no two-level factor with finished runs.")
     return {"numbers": {"effects": eff, "divergence": div, "convergence": conv,

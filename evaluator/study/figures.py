@@ -5,10 +5,18 @@ import math
 from typing import Any
 
 
-def figures(section: dict[str, Any]) -> list[Any]:
+def figures(section: dict[str, Any], metric: str = "FD") -> list[Any]:
+    """The section's figures, titles and axes naming the metric's extractor."""
+    import re
+
     fn = {"q1_nfe": q1, "q2_stability": q2, "q3_weighting": q3,
           "q4_robustness": q4}[section["analysis"]]
-    return fn(section["numbers"])
+    figs = fn(section["numbers"])
+    for f in figs:
+        for obj in (f.layout.title, f.layout.yaxis.title):
+            if obj.text:
+                obj.text = re.sub(r"\bFD\b", metric, obj.text)
+    return figs
 
 
 def _err(rows: list[dict]) -> dict:

@@ -47,6 +47,7 @@ def sections(plan: dict[str, Any], tables: dict[str, list[dict]]) -> list[dict[s
     for qn, q in ls.study.questions.items():
         t = restrict(tables, q.experiments)
         res = A.ANALYSIS[q.analysis](t, dict(q.settings))
+        res["numbers"]["metric"] = f"FD-{ls.study.budgets[plan['budget']].dataset}"
         out.append({"key": qn, "question": q.text, "analysis": q.analysis,
                     "design": design_lines(ls, plan, q.experiments, t), **res,
                     "limits": limits(q.analysis, ls, plan, res)})
@@ -135,7 +136,7 @@ def html_page(name: str, plan: dict, secs: list[dict]) -> str:
     body = []
     for s in secs:
         figs = "".join(f.to_html(full_html=False, include_plotlyjs=False)
-                       for f in F.figures(s))
+                       for f in F.figures(s, s["numbers"].get("metric", "FD")))
         tabs = "".join(f"<h4>{html.escape(t)}</h4>{_html_table(r)}" for t, r in tables_of(s))
         body.append(
             f"<h2>{html.escape(s['key'].upper())}: {html.escape(s['question'])}</h2>"
@@ -155,8 +156,18 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;f
 
 
 def tables_of(s: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
-    return {"q1_nfe": _q1_tables, "q2_stability": _q2_tables, "q3_weighting": _q3_tables,
+    """The section's tables, every FD header named with its extractor (FD-digits)."""
+    tabs = {"q1_nfe": _q1_tables, "q2_stability": _q2_tables, "q3_weighting": _q3_tables,
             "q4_robustness": _q4_tables}[s["analysis"]](s["numbers"])
+    name = s["numbers"].get("metric", "FD")
+    return [(label(title, name), [[label(c, name) for c in rows[0]], *rows[1:]])
+            for title, rows in tabs]
+
+
+def label(text: str, metric: str) -> str:
+    import re
+
+    return re.sub(r"\bFD\b", metric, text)
 
 
 def _q1_tables(n: dict) -> list[tuple[str, list[list[str]]]]:

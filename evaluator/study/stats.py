@@ -66,7 +66,7 @@ def crossing(nfe: list[float], fd: list[float], target: float) -> float | None:
     pts = sorted(zip(nfe, fd))
     for i, (n, v) in enumerate(pts):
         if v <= target:
-            if i == 0:
+            if i == 0 or v == target:
                 return float(n)
             n0, v0 = pts[i - 1]
             frac = (v0 - target) / (v0 - v)
@@ -105,6 +105,7 @@ def nfe_to_match(curve: dict[Any, dict[int, float]], baseline: dict[Any, float],
         n2, f2 = mean_curve(dict(enumerate(c)))
         reps.append(crossing(n2, f2, sum(b) / len(b)))
     return {"nfe": point, "target": target, **_percentiles(reps), "max_nfe": max(ns),
+            "min_nfe": min(ns),
             "n_seeds": len(cs), "n_baseline_seeds": len(bs)}
 
 
