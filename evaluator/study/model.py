@@ -295,10 +295,11 @@ def probes_of(ls: LoadedStudy, experiment: str, budget: str) -> dict[str, Any]:
     return out
 
 
-def plan(ls: LoadedStudy, budget: str) -> list[dict[str, Any]]:
+def plan(ls: LoadedStudy, budget: str, check: bool = True) -> list[dict[str, Any]]:
     """Every sweep of the study under ``budget``: name, experiment, pipeline, data, probes.
 
-    Raises :class:`UserError` with every row that does not resolve into a valid spec."""
+    Raises :class:`UserError` with every row that does not resolve into a valid spec
+    (``check=False``: the sweep files only, no row resolved)."""
     from evaluator.sweeps.spec import check_rows
     from evaluator.sweeps.spec import from_data as sweep_from_data
 
@@ -312,7 +313,8 @@ def plan(ls: LoadedStudy, budget: str) -> list[dict[str, Any]]:
             try:
                 data = sweep_data(ls, en, p, budget)
                 sw = sweep_from_data(data, source=loc)
-                check_rows(sw)
+                if check:
+                    check_rows(sw)
             except UserError as err:
                 problems += [Problem(loc, str(pr)) for pr in err.problems]
                 continue
