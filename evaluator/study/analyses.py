@@ -346,4 +346,30 @@ def _num(m: dict[str, Any]) -> str:
     return S.fmt(m)
 
 
-ANALYSIS = {"q1_nfe": q1, "q2_stability": q2, "q3_weighting": q3, "q4_robustness": q4}
+# ---- component ablations (examples/ablations as a study) -------------------------------
+def ablation(t: dict[str, list[dict]], st: dict[str, Any]) -> dict[str, Any]:
+    """FD per design level (mean +- CI over seeds) per experiment, pipeline and sampler
+    setting; the answer names the best level of each and whether it is separated from
+    the runner-up."""
+    rows = [{**r, "level": ", ".join(f"{k[2:]}={v}" for k, v in sorted(r.items())
+                                      if k.startswith("f:")) or "-"}
+            for r in t["evals"] if r["fd"] is not None]
+    table = S.summarise(rows, ("experiment", "pipeline", "sampler", "nfe", "level"), "fd")
+    parts, n, undecided = [], 0, 0
+    for k, rs in sorted(S.group(table, ("experiment", "pipeline", "sampler", "nfe")).items()):
+        rs = sorted(rs, key=lambda r: r["mean"])
+        if len(rs) < 2:
+            continue
+        c = S.compare(S.interval(rs[0]), S.interval(rs[1]))
+        n, undecided = n + 1, undecided + (c != "better")
+        parts.append(f"{k[0]}/{k[1]} ({k[2]} {k[3]}): {rs[0]['level']} {S.fmt(rs[0])}"
+                     + ("" if c == "better" else f", not separated from {rs[1]['level']}"))
+    verdict = "inconclusive" if undecided == n else "separated"
+    answer = ("Lowest FD: " + "; ".join(parts) + "." if parts
+              else "Inconclusive: fewer than two levels have results.")
+    return {"numbers": {"table": table}, "verdict": verdict, "answer": answer,
+            "comparisons": n}
+
+
+ANALYSIS = {"q1_nfe": q1, "q2_stability": q2, "q3_weighting": q3, "q4_robustness": q4,
+            "ablation": ablation}

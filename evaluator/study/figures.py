@@ -10,7 +10,7 @@ def figures(section: dict[str, Any], metric: str = "FD") -> list[Any]:
     import re
 
     fn = {"q1_nfe": q1, "q2_stability": q2, "q3_weighting": q3,
-          "q4_robustness": q4}[section["analysis"]]
+          "q4_robustness": q4, "ablation": ablation}[section["analysis"]]
     figs = fn(section["numbers"])
     for f in figs:
         for obj in (f.layout.title, f.layout.yaxis.title):
@@ -93,4 +93,20 @@ def q4(n: dict) -> list[Any]:
         fig.add_trace(go.Bar(x=list(rob), y=[rob[p][key]["mean"] for p in rob], name=name))
     fig.update_layout(title="Robustness measures (lower is more robust)", barmode="group",
                       template="plotly_white")
+    return [fig]
+
+
+def ablation(n: dict) -> list[Any]:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for key in sorted({(r["experiment"], r["pipeline"], r["sampler"], r["nfe"])
+                       for r in n["table"]}):
+        rows = [r for r in n["table"]
+                if (r["experiment"], r["pipeline"], r["sampler"], r["nfe"]) == key]
+        fig.add_trace(go.Bar(x=[f"{key[0]}: {r['level']}" for r in rows],
+                             y=[r["mean"] for r in rows], error_y=_err(rows),
+                             name=f"{key[1]} {key[2]} {key[3]}"))
+    fig.update_layout(title="FD per level (mean ± 95% CI over training seeds)",
+                      yaxis_title="FD", template="plotly_white")
     return [fig]

@@ -22,7 +22,7 @@ from archspec.errors import Problem, SpecError, UserError
 from evaluator.sweeps.spec import Factor, _pydantic_problems
 
 STUDY_VERSION = 1
-ANALYSES = ("q1_nfe", "q2_stability", "q3_weighting", "q4_robustness")
+ANALYSES = ("q1_nfe", "q2_stability", "q3_weighting", "q4_robustness", "ablation")
 
 
 class _Strict(BaseModel):
@@ -79,6 +79,7 @@ class Budget(_Strict):
     noise_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     convergence: Convergence
     band_probe: BandProbe = Field(default_factory=BandProbe)
+    reference: bool = Field(True, description="false: never add DDPM at T (screening)")
     estimate_hours: float | None = Field(None, description="the dry-run estimate, noted")
 
 
@@ -278,7 +279,8 @@ def sweep_data(ls: LoadedStudy, experiment: str, pipeline: str, budget: str) -> 
             "design": {"type": "grid"}, "repeats": 1,
             "objective": {"metric": metric, "sampler": first["name"],
                           "steps": min(first["steps"]), "direction": "minimize"},
-            "budget": {"reference": e.reference or e.samplers == "grid"}}
+            "budget": {"reference": (e.reference or e.samplers == "grid")
+                       and s.budgets[budget].reference}}
 
 
 def probes_of(ls: LoadedStudy, experiment: str, budget: str) -> dict[str, Any]:

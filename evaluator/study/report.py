@@ -28,6 +28,8 @@ LIMITS = {
                      "not sample quality; a lower error in one t-bin need not lower FD.",
                      "With a seed-rotated (latin) design each combination has one seed: "
                      "intervals are over the other factor's levels as well as seeds."],
+    "ablation": ["One factor (or a small grid) at a time around the example spec: an "
+                 "effect found here may not hold with other components changed."],
     "q4_robustness": ["Robustness is measured over this study's lr grid, samplers and clip "
                       "policies only; other perturbations (data, resolution) are not "
                       "covered."],
@@ -158,7 +160,8 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;f
 def tables_of(s: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
     """The section's tables, every FD header named with its extractor (FD-digits)."""
     tabs = {"q1_nfe": _q1_tables, "q2_stability": _q2_tables, "q3_weighting": _q3_tables,
-            "q4_robustness": _q4_tables}[s["analysis"]](s["numbers"])
+            "q4_robustness": _q4_tables, "ablation": _ablation_tables}[s["analysis"]](
+                s["numbers"])
     name = s["numbers"].get("metric", "FD")
     return [(label(title, name), [[label(c, name) for c in rows[0]], *rows[1:]])
             for title, rows in tabs]
@@ -223,6 +226,13 @@ def _q4_tables(n: dict) -> list[tuple[str, list[list[str]]]]:
         rows.append([p, A._num(m["lr_spread"]), A._num(m["ci_width"]), A._num(m["worst"]),
                      A._num(m["divergence"])])
     return [("Robustness", rows)]
+
+
+def _ablation_tables(n: dict) -> list[tuple[str, list[list[str]]]]:
+    rows = [["experiment", "pipeline", "sampler", "NFE", "levels", "FD mean ± 95% CI",
+             "seeds"]] + [[r["experiment"], r["pipeline"], r["sampler"], str(r["nfe"]),
+                           r["level"], fmt(r), str(r["seeds"])] for r in n["table"]]
+    return [("FD per level", rows)]
 
 
 def _md_table(rows: list[list[str]]) -> str:

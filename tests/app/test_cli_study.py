@@ -52,6 +52,11 @@ def test_workers_0_creates_and_enqueues_and_status_counts(capsys, tmp_path):
     assert code == 0 and "enqueued 0 trial(s)" in stdout  # resumed, nothing twice
     code, stdout, _ = _run(capsys, "study", "status", str(p), "--out", out)
     assert code == 0 and "tiny.cpu: 0/20 done, 0 failed" in stdout
+    # a report before anything finished says so instead of failing
+    code, stdout, err = _run(capsys, "study", "report", str(p), "--out", out)
+    assert code == 0, err
+    md = (tmp_path / "r" / "studies" / "tiny" / "cpu" / "study.md").read_text()
+    assert md.count("**Answer (inconclusive).**") == 4 and "(0/4 finished, 0 failed)" in md
     # the same name with another definition in the same storage is refused
     data = tiny_study()
     data["experiments"]["nfe"]["seeds"] = 3

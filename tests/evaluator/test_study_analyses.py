@@ -167,3 +167,18 @@ def test_q2_separated_effects_name_the_faster_level():
     assert eff[("to_threshold", "complex")]["mean"] == 100
     assert eff[("to_threshold", "dual")]["mean"] == 300
     assert "steps to threshold" in res["answer"] and "(complex lower)" in res["answer"]
+
+
+def test_ablation_names_the_best_level_and_whether_it_is_separated():
+    def rows(fds: dict[str, list[float]]) -> list[dict]:
+        return [{"experiment": "norm", "pipeline": "spectral", "seed": s, "f:norm": lv,
+                 "sampler": "dpmsolver++", "nfe": 20, "fd": fd, "reference": False}
+                for lv, v in fds.items() for s, fd in enumerate(v)]
+
+    res = A.ablation(_tables(rows({"group": [2.0, 2.1, 1.9], "none": [5.0, 5.2, 4.8]})), {})
+    assert res["verdict"] == "separated" and "norm=group 2 ± " in res["answer"]
+    assert "not separated" not in res["answer"]
+    res = A.ablation(_tables(rows({"group": [5.0, 5.1, 4.9], "none": [2.0, 2.1, 1.9]})), {})
+    assert "norm=none 2 ± " in res["answer"]  # swapped data, swapped answer
+    res = A.ablation(_tables(rows({"group": [2.0, 4.0, 3.0], "none": [2.5, 4.5, 3.5]})), {})
+    assert res["verdict"] == "inconclusive" and "not separated from norm=none" in res["answer"]

@@ -121,3 +121,14 @@ def test_the_shipped_study_resolves_under_both_budgets():
     cpu = {s["name"]: len(s["sweep"].rows) for s in plan(ls, "cpu", check=False)}
     full = {s["name"]: len(s["sweep"].rows) for s in plan(ls, "full", check=False)}
     assert sum(cpu.values()) < sum(full.values())  # fractional designs on the CPU
+
+
+@pytest.mark.slow
+def test_the_ablation_tables_resolve_as_a_study():
+    ls = load_study_file(ROOT / "examples/study/ablations.yaml")
+    sweeps = plan(ls, "cpu")
+    assert {s["experiment"] for s in sweeps} == {"lr", "head", "norm", "act", "resample",
+                                                  "loss", "lr_act", "targets"}
+    assert all(s["data"]["budget"] == {"reference": False} for s in sweeps)  # as --short
+    assert all(s["data"]["budget"] == {"reference": True}
+               for s in plan(ls, "full", check=False))
