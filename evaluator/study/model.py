@@ -180,6 +180,11 @@ def load_study_file(path: str | Path) -> LoadedStudy:
                 specs[(pname, b)] = read_document(f)
             except SpecError as e:
                 problems += [Problem(f"pipelines.{pname}.spec.{b}", str(pr)) for pr in e.problems]
+                continue
+            size = (specs[(pname, b)].get("image") or {}).get("size")
+            if size != study.budgets[b].image_size:
+                problems.append(Problem(f"pipelines.{pname}.spec.{b}", f"image size {size}, "
+                                        f"but budget {b!r} is {study.budgets[b].image_size}"))
     if problems:
         raise UserError(problems, source)
     return LoadedStudy(study, specs, source)

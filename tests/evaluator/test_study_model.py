@@ -40,6 +40,13 @@ def test_references_are_checked(tmp_path):
     assert any("questions.q1.experiments: unknown experiment 'missing'" in x for x in lines)
 
 
+def test_a_spec_of_the_wrong_size_for_its_budget_is_named(tmp_path):
+    data = tiny_study()
+    data["budgets"]["cpu"]["image_size"] = 32
+    lines = _err(tmp_path, data)
+    assert sum("image size 8, but budget 'cpu' is 32" in x for x in lines) == 2
+
+
 def test_a_row_that_is_not_a_valid_spec_is_named(tmp_path):
     data = tiny_study()
     data["experiments"]["robustness"]["factors"]["lr"]["levels"] = [1e-3, -1.0]
