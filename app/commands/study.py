@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     threads = args.threads or max(1, engine.cores() // args.workers)
     procs = [_spawn(args, url, threads) for _ in range(args.workers)]
-    codes = _wait(procs)
+    codes = _wait(procs, storage, name)
     rows = engine.status(storage, name)
     _print(rows)
     failed = sum(r["failed"] for r in rows)
@@ -124,14 +124,29 @@ def _spawn(args: argparse.Namespace, url: str, threads: int) -> subprocess.Popen
     return subprocess.Popen(cmd, env=env)
 
 
-def _wait(procs: list[subprocess.Popen]) -> list[int]:
+def _wait(procs: list[subprocess.Popen], storage, name: str) -> list[int]:
+    """Wait for the workers with a progress bar over every sweep's trials (a bar on a
+    terminal, nothing in logs)."""
+    from tqdm.auto import tqdm
+
+    from evaluator.study.engine import status
+
+    rows = status(storage, name)
+    bar = tqdm(total=sum(r["total"] for r in rows), desc=name, unit="trial", disable=None)
     try:
         while any(p.poll() is None for p in procs):
-            time.sleep(2.0)
+            time.sleep(5.0)
+            rows = status(storage, name)
+            bar.n = sum(r["done"] + r["failed"] for r in rows)
+            bar.set_postfix(running=sum(r["running"] for r in rows),
+                            failed=sum(r["failed"] for r in rows), refresh=False)
+            bar.refresh()
     except KeyboardInterrupt:
         for p in procs:
             p.terminate()
         raise
+    finally:
+        bar.close()
     return [p.wait() for p in procs]
 
 
