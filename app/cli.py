@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "sweep": ("app.commands.sweep", "add_sweep", "run_sweep",
               "Taguchi / grid / random / TPE sweeps on Optuna: validate, run, worker, "
               "status, analyze"),
+    "study": ("app.commands.study", "add_study", "run_study",
+              "research-question studies on the sweep engine: run, worker, status, report"),
 }
 
 

@@ -17,6 +17,9 @@ reference); the ``targets`` table keeps DDPM 1000 and trains as the quick budget
 steps at batch 64). Its sweeps are named ``<name>_short`` so their results never mix with
 the full budget's. The ``warm`` table needs the ``lr`` table's spatial run (lr 2e-4, first seed),
 which it trains first if missing.
+
+The same tables (all but ``warm``) run through the study runner as one study:
+``archsearch study run examples/study/ablations.yaml --budget cpu`` (= ``--short``).
 """
 from __future__ import annotations
 

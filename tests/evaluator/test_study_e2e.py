@@ -1,0 +1,102 @@
+"""A tiny study end to end (2 pipelines x 2 seeds x 24 steps on synthetic8), its report,
+and a study killed mid-run that resumes without retraining or duplicating anything."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from evaluator.study import engine
+from evaluator.study.model import load_study_file, plan
+from evaluator.sweeps.study import key_of, load_study, make_storage
+from tests.evaluator.study_helpers import tiny_study, write_study
+from tests.evaluator.sweep_helpers import ROOT, cli
+
+
+def _start(path: Path, out: Path) -> tuple[str, object]:
+    ls = load_study_file(path)
+    p = plan(ls, "cpu")
+    url = engine.default_storage(out, ls.study.name, "cpu")
+    storage = make_storage(url, heartbeat=1)
+    engine.enqueue_missing(engine.create_or_resume(ls, "cpu", p, storage, out), p)
+    return url, storage
+
+
+def _checkpoints(out: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in out.rglob("checkpoint.pt")}
+
+
+@pytest.mark.slow
+def test_a_tiny_study_runs_end_to_end_and_reports_every_question(tmp_path):
+    path, out = write_study(tmp_path), tmp_path / "results"
+    url, storage = _start(path, out)
+    assert engine.work("tiny.cpu", url, out, "cpu", heartbeat=1) == 20
+    rows = engine.status(storage, "tiny.cpu")
+    assert sum(r["done"] for r in rows) == 20 and not any(r["failed"] for r in rows)
+    before = _checkpoints(out)
+    t0 = time.time()
+    r = cli("study", "report", str(path), "--budget", "cpu", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert time.time() - t0 < 30
+    assert _checkpoints(out) == before  # nothing trained again
+    d = out / "studies" / "tiny" / "cpu"
+    md = (d / "study.md").read_text()
+    for q in ("Q1: Fewer steps?", "Q2: Stability?", "Q3: Weighting per timestep?",
+              "Q4: Robust?"):
+        assert f"## {q}" in md
+    assert md.count("**Answer (") == 4 and md.count("**What the evidence does not show.**") == 4
+    assert "FD-synthetic8" in md and "N=16" in md and "training seeds [0, 1]" in md
+    page = (d / "study.html").read_text()
+    assert page.count("<h2>") == 4 and "<script src" not in page
+    assert "Plotly.newPlot" in page and "plotly.js v" in page.lower() or "plotly" in page
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_without_retraining_or_duplicating(tmp_path):
+    data = tiny_study(questions={"q1": tiny_study()["questions"]["q1"]},
+                      experiments={"nfe": tiny_study()["experiments"]["nfe"]})
+    data["budgets"]["cpu"]["train_steps"] = 150
+    path, out = write_study(tmp_path, data), tmp_path / "results"
+    url, storage = _start(path, out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "study", "worker", str(path), "--out", str(out),
+         "--storage", url, "--device", "cpu", "--heartbeat", "1", "--threads", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    names = [f"tiny.cpu.nfe.{p}" for p in ("spatial", "spectral")]
+    end, killed = time.time() + 300, False
+    try:
+        while time.time() < end and not killed:
+            ts = [t for n in names for t in load_study(n, storage)[0].get_trials()]
+            done = [t for t in ts if t.state == TrialState.COMPLETE]
+            if done and any(t.state == TrialState.RUNNING for t in ts):
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = True
+            time.sleep(0.2)
+    finally:
+        victim.kill()
+        victim.wait()
+    assert killed, "never saw a finished trial next to a running one"
+    finished = {t.user_attrs["run"] for n in names for t in load_study(n, storage)[0]
+                .get_trials(states=(TrialState.COMPLETE,))}
+    stamps = {k: v for k, v in _checkpoints(out).items() if str(Path(k).parent) in finished}
+    assert stamps
+    r = cli("study", "run", str(path), "--out", str(out), "--workers", "1",
+            "--heartbeat", "1", "--device", "cpu")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    after = _checkpoints(out)
+    assert all(after[k] == v for k, v in stamps.items())  # finished runs not retrained
+    for n in names:
+        trials = load_study(n, storage)[0].get_trials()
+        complete = Counter(key_of(t) for t in trials if t.state == TrialState.COMPLETE)
+        assert sorted(complete) == [(0, 0), (1, 0)] and set(complete.values()) == {1}
+    failed = [t for n in names for t in load_study(n, storage)[0].get_trials()
+              if t.state == TrialState.FAIL]
+    assert len(failed) == 1  # the killed trial, retried once
