@@ -68,7 +68,7 @@ def test_checker_sees_guarded_and_lazy_imports(tmp_path):
 # ---- inside the evaluator: the flow spec -> train -> sample -> measure -> report ---------------
 # Lower sub-packages never import higher ones; equal ranks may import each other (acyclically).
 EVALUATOR_ORDER = {"device": 0, "store": 0, "data": 1, "diffusion": 2, "training": 3,
-                   "measure": 4, "report": 5, "pipeline": 6, "sweeps": 7}
+                   "measure": 4, "report": 5, "pipeline": 6, "sweeps": 7, "study": 8}
 
 
 def module_name(path: Path) -> str:

@@ -53,7 +53,7 @@ def _add_run(tables: dict[str, list[dict]], base: dict, rec: dict, dataset: str)
     tables["runs"].append(row)
     if rec["state"] != "COMPLETE" or not rec.get("run"):
         return
-    from evaluator.runs import RunDir
+    from evaluator.store.rundir import RunDir
 
     run = RunDir.open(rec["run"])
     metrics = run.metrics()

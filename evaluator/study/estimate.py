@@ -10,7 +10,7 @@ from typing import Any
 def run_costs(plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per distinct run: sweep, cell, hash, train s, sampling s, probe s."""
     from archspec import build_model, canonical
-    from evaluator.runs import hash_spec
+    from evaluator.store.rundir import hash_spec
     from evaluator.sweeps.spec import budget_of, resolve
     from evaluator.sweeps.study import estimate_seconds
 
@@ -38,7 +38,7 @@ def run_costs(plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _per_call(spec: Any, budget: Any, sample_s: float) -> float:
     """Seconds per (sample x model call), from the estimate's sampling time."""
-    from evaluator.evaluate import eval_settings
+    from evaluator.pipeline.budgets import eval_settings
 
     st = eval_settings(spec, budget)
     calls = sum(n for _, n in st["plan"]) * st["num_samples"] * len(st["seeds"])

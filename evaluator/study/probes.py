@@ -30,7 +30,7 @@ def probe_file(run_path: str | Path, kind: str, settings: dict[str, Any]) -> Pat
 
 
 def read_probe(run_path: str | Path, kind: str, settings: dict[str, Any]) -> Any:
-    from evaluator.runs import read_json
+    from evaluator.store.atomic import read_json
 
     p = probe_file(run_path, kind, settings)
     return read_json(p) if p.is_file() else None
@@ -39,8 +39,9 @@ def read_probe(run_path: str | Path, kind: str, settings: dict[str, Any]) -> Any
 def run_probes(run_path: str | Path, probes: dict[str, Any], device: str = "cpu") -> None:
     """Compute every probe of ``probes`` that the run does not hold yet."""
     from evaluator.device import resolve_device
-    from evaluator.runs import RunDir, write_json
-    from evaluator.train import load_trained
+    from evaluator.store.rundir import RunDir
+    from evaluator.store.atomic import write_json
+    from evaluator.store.checkpoints import load_trained
 
     todo = {k: v for k, v in probes.items() if read_probe(run_path, k, v) is None}
     if not todo:
@@ -58,11 +59,11 @@ def run_probes(run_path: str | Path, probes: dict[str, Any], device: str = "cpu"
 
 def clip_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dict[str, Any]:
     """FD per (clip policy, sampler, steps, noise seed)."""
-    from evaluator.datasets import spec_dataset
-    from evaluator.evaluate import _call_metric, feature_extractor
-    from evaluator.metrics import METRICS
-    from evaluator.diffusion import NoiseSchedule
-    from evaluator.samplers import sample
+    from evaluator.data.datasets import spec_dataset
+    from evaluator.measure.quality import call_metric, feature_extractor
+    from evaluator.measure.registry import METRICS
+    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.samplers import sample
 
     reference = spec_dataset(spec, split="test")
     extractor = feature_extractor(spec.train.dataset, spec)
@@ -78,7 +79,7 @@ def clip_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dic
                 given = {"samples": res.images, "reference": reference.images,
                          "reference_data": reference, "extractor": extractor}
                 vals = {m["metric"]: m.get("value")
-                        for m in _call_metric(METRICS.get("fd_kd"), given)}
+                        for m in call_metric(METRICS.get("fd_kd"), given)}
                 fd = next((v for k, v in vals.items() if k.startswith("FD-")), None)
                 rows.append({"clip": policy, "sampler": sampler, "steps": steps,
                              "seed": seed, "fd": fd})
@@ -88,8 +89,8 @@ def clip_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dic
 @torch.no_grad()
 def band_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dict[str, Any]:
     """``error[k][b]``: mean per-image error energy in band b at t-bin k."""
-    from evaluator.datasets import spec_dataset
-    from evaluator.diffusion import NoiseSchedule
+    from evaluator.data.datasets import spec_dataset
+    from evaluator.diffusion.schedules import NoiseSchedule
 
     x0 = spec_dataset(spec, split="test").images[: settings["num_images"]].float().to(dev)
     schedule = NoiseSchedule.from_spec(spec.diffusion)

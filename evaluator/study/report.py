@@ -102,7 +102,7 @@ def limits(analysis: str, ls: Any, plan: dict, res: dict) -> list[str]:
 def write(plan: dict[str, Any], tables: dict[str, list[dict]], out_dir: str | Path
           ) -> tuple[Path, Path]:
     """Write ``study.md``, ``study.html`` and ``study.json`` (the numbers) to ``out_dir``."""
-    from evaluator.runs import atomic_write
+    from evaluator.store.atomic import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

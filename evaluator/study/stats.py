@@ -16,7 +16,7 @@ BOOT_SEED = 0
 
 def mean_ci(values: Iterable[float | None]) -> dict[str, Any]:
     """Mean and 95% Student-t half-width over finite values (``ci95`` None for one)."""
-    from evaluator.evaluate import mean_ci as t_ci
+    from evaluator.measure.stats import mean_ci as t_ci
 
     return t_ci([v for v in values if v is not None])
 

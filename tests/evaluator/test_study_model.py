@@ -97,7 +97,7 @@ def test_experiments_with_the_same_training_share_one_spec_hash(tmp_path):
     data["experiments"]["robustness"]["samplers"] = [{"name": "ddim", "steps": [4]}]
     ls = load_study_file(write_study(tmp_path, data))
     p = {x["name"]: x for x in plan(ls, "cpu", check=False)}
-    from evaluator.runs import hash_spec
+    from evaluator.store.rundir import hash_spec
     from evaluator.sweeps.spec import resolve
 
     def hashes(name):
