@@ -33,8 +33,10 @@ def reading_stored_run() -> Iterator[None]:
 
 def check_spec(spec: Any) -> list[Problem]:
     """Problems with the spec's dataset and samplers, each located."""
+    from evaluator.processes import process_problems
+
     return (dataset_problems(spec) + sampler_problems(spec) + convergence_problems(spec)
-            + init_from_problems(spec))
+            + init_from_problems(spec) + process_problems(spec))
 
 
 def _known(registry: Any, name: str) -> str:
@@ -108,6 +110,12 @@ def _sampler_name_problems(spec: Any, loc: str, name: str) -> list[Problem]:
         out.append(Problem(loc, f"sampler {name!r} cannot apply clip policy "
                            f"{clip!r} (it supports {', '.join(extra['clip'])}); samplers "
                            "compared must share one"))
+    proc = spec.diffusion.process.kind
+    if proc != "isotropic" and not extra.get("follows_process", False):
+        able = [n for n, e in SAMPLERS.items() if e.extra.get("follows_process", False)]
+        out.append(Problem(loc, f"sampler {name!r} cannot follow the {proc!r} forward "
+                           f"process (diffusion.process); samplers that can: "
+                           f"{', '.join(able)}"))
     if pred not in extra.get("predictions", (pred,)):
         out.append(Problem(loc, f"sampler {name!r} does not support "
                            f"prediction {pred!r} (it supports "

@@ -238,7 +238,7 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
             ``split="test"``).
     """
     from evaluator.device import resolve_device
-    from evaluator.diffusion import NoiseSchedule
+    from evaluator.processes import process_schedule
     from evaluator.train import load_trained
 
     dev = resolve_device(device)
@@ -248,7 +248,7 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
         from evaluator.datasets import spec_dataset
         reference = spec_dataset(spec, split="test")
     extractor = feature_extractor(spec.train.dataset, spec, progress)
-    schedule = NoiseSchedule.from_spec(spec.diffusion)
+    schedule = process_schedule(spec)      # the spec's forward process
     t0 = time.perf_counter()
     rows, spectra, metric_s = [], {}, 0.0
     plan = sampler_plan(spec, budget)

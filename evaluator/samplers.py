@@ -71,27 +71,29 @@ def _build(name: str, *args: Any, **kwargs: Any) -> Any:
 def _register(name: str, scheduler: str, doc: str, *, kwargs: dict | None = None,
               clip_mode: str | None = "thresholding", stochastic: bool = False,
               predictions: tuple[str, ...] = PREDICTIONS,
-              step_kwargs: dict | None = None) -> None:
+              step_kwargs: dict | None = None, follows_process: bool = False) -> None:
     clips = {"thresholding": CLIP_POLICIES, "clip_sample": ("none", "clip"),
              None: ("none",)}[clip_mode]
     extra = {"kind": "scheduler", "scheduler": scheduler, "kwargs": dict(kwargs or {}),
              "clip_mode": clip_mode, "clip": clips, "stochastic": stochastic,
-             "predictions": predictions, "step_kwargs": dict(step_kwargs or {})}
+             "predictions": predictions, "step_kwargs": dict(step_kwargs or {}),
+             "follows_process": follows_process}
     SAMPLERS.add(name, Entry(name=name, factory=partial(_build, name), doc=doc,
                              extra=extra))
 
 
 _register("ddpm", "DDPMScheduler", "DDPM ancestral sampling (Ho et al. 2020), stochastic",
-          kwargs={"variance_type": "fixed_small"}, stochastic=True)
+          kwargs={"variance_type": "fixed_small"}, stochastic=True, follows_process=True)
 # use_clipped_model_output: diffusers' DDIM clips x0-hat but by default keeps the model's raw
 # eps for the direction term, so the step mixes two predictions that disagree (and more steps
 # pile up more of it). Re-deriving eps from the clipped x0-hat (as GLIDE does) keeps the
 # update on one prediction, as every other scheduler here already does.
 _register("ddim", "DDIMScheduler", "DDIM, eta=0, deterministic (Song et al. 2021)",
-          kwargs={"set_alpha_to_one": True}, step_kwargs={"use_clipped_model_output": True})
+          kwargs={"set_alpha_to_one": True}, step_kwargs={"use_clipped_model_output": True},
+          follows_process=True)
 _register("dpmsolver++", "DPMSolverMultistepScheduler",
           "DPM-Solver++ 2M, multistep 2nd order (Lu et al. 2022)",
-          kwargs={"algorithm_type": "dpmsolver++", "solver_order": 2})
+          kwargs={"algorithm_type": "dpmsolver++", "solver_order": 2}, follows_process=True)
 _register("sde-dpmsolver++", "DPMSolverMultistepScheduler",
           "SDE-DPM-Solver++ 2M, stochastic (Lu et al. 2022)",
           kwargs={"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, stochastic=True)
@@ -214,6 +216,7 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     step_gen = (torch.Generator(device="cpu").manual_seed(int(seed) + STEP_SEED_OFFSET)
                 if entry.extra["stochastic"] else None)
     run = _scheduler_batch if entry.extra["kind"] == "scheduler" else _function_batch
+    run = _process_runner(entry, schedule, run)
     was_training = model.training
     model.eval()
     images, trajectory, xts, nfe_counts, elapsed = [], [], [], [], 0.0
@@ -249,6 +252,32 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
         images=torch.cat(images), nfe=nfe_counts[0], settings=settings,
         ms_per_nfe=1000.0 * elapsed / max(1, sum(nfe_counts)), trajectory=steps_traj,
         xt_trajectory=xt_traj)
+
+
+def process_kind(schedule: Any) -> str:
+    """The forward process a schedule stands for (``isotropic`` for a plain one)."""
+    return getattr(schedule, "process_kind", "isotropic")
+
+
+def check_process(entry: Entry, process: str) -> None:
+    """Raise :class:`UserError` if sampler ``entry`` cannot follow forward ``process``."""
+    if process != "isotropic" and not entry.extra.get("follows_process", False):
+        able = [n for n, e in SAMPLERS.items() if e.extra.get("follows_process", False)]
+        raise UserError(f"sampler {entry.name!r} cannot follow the {process!r} forward "
+                        "process (it assumes isotropic white noise); samplers that can: "
+                        f"{', '.join(able)}")
+
+
+def _process_runner(entry: Entry, schedule: Any, run: Any) -> Any:
+    """``run``, or the per-frequency sampler for a :class:`DiagonalProcess` schedule."""
+    if not hasattr(schedule, "process_kind"):
+        return run
+    check_process(entry, schedule.process_kind)
+    if not entry.extra.get("follows_process", False):
+        return run           # an isotropic DiagonalProcess: the base schedule is the process
+    from evaluator.process_samplers import process_batch
+
+    return process_batch
 
 
 def check_options(entry: Entry, clip: str, prediction: str) -> None:

@@ -293,10 +293,12 @@ def _load_images(spec: Any, data: Any) -> torch.Tensor:
 
 def _make_loss(spec: Any, images: torch.Tensor, device: torch.device) -> Callable:
     """``step_loss(model, x0, t, noise) -> scalar`` built from the spec's diffusion section."""
-    from evaluator.diffusion import FrequencySNR, NoiseSchedule, diffusion_loss
+    from evaluator.diffusion import FrequencySNR, diffusion_loss
+    from evaluator.processes import process_schedule
 
     d = spec.diffusion
-    schedule = NoiseSchedule.from_spec(d)  # moves its tables to t's device when indexed
+    # the forward process (a NoiseSchedule for isotropic); its tables move to t's device
+    schedule = process_schedule(spec, images)
     freq_snr = None
     if d.loss.freq_weighting == "snr":
         freq_snr = FrequencySNR.from_data(images, schedule)
@@ -311,6 +313,8 @@ def _make_loss(spec: Any, images: torch.Tensor, device: torch.device) -> Callabl
                               freq_snr=freq_snr)
 
     step_loss.timesteps = d.timesteps  # type: ignore[attr-defined]
+    if hasattr(schedule, "record"):    # a per-frequency process: metrics.json records it
+        step_loss.process = schedule.record()  # type: ignore[attr-defined]
     return step_loss
 
 
@@ -422,6 +426,8 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
                "seconds": elapsed, "steps_per_second": done / elapsed if elapsed > 0 else None,
                "device": describe_device(dev), "params": n_params,
                "batch_size": cfg.batch_size, "seed": cfg.seed}
+    if getattr(step_loss, "process", None) is not None:
+        metrics["process"] = step_loss.process       # kind, parameters, data stats sha256
     if cfg.init_from:
         metrics["init_from"] = warm or (run.metrics().get("train", {}).get("init_from")
                                         if run is not None else None)

@@ -147,7 +147,7 @@ def sample_side_by_side(run_paths: list[str | Path], *, sampler: str = "ddim",
     Raises:
         UserError: no runs, a run without checkpoint, differing image shapes, a bad sampler.
     """
-    from evaluator.diffusion import NoiseSchedule
+    from evaluator.processes import process_schedule
     from evaluator.samplers import SAMPLERS, initial_noise, sample
     from evaluator.train import load_trained
 
@@ -174,7 +174,7 @@ def sample_side_by_side(run_paths: list[str | Path], *, sampler: str = "ddim",
     digest = _noise_digest(initial_noise(n, shape, seed))
     out = []
     for run, model, spec in loaded:
-        res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=sampler,
+        res = sample(model, process_schedule(spec), sampler=sampler,
                      steps=steps, n=n, shape=shape, seed=seed, clip=clip,
                      prediction=spec.diffusion.prediction, device=device,
                      return_trajectory=True)

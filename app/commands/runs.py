@@ -113,8 +113,8 @@ def run_sample(args: argparse.Namespace) -> int:
     except RegistryError as e:
         raise UserError(f"{e} (available: {', '.join(SAMPLERS.names())})") from None
     _check_device(args.device)
-    from evaluator.diffusion import NoiseSchedule
     from evaluator.evaluate import save_grid
+    from evaluator.processes import process_schedule
     from evaluator.samplers import sample
     from evaluator.train import load_trained
 
@@ -123,7 +123,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise UserError(f"--steps {args.steps} exceeds the run's diffusion.timesteps "
                         f"({spec.diffusion.timesteps})")
     shape = (spec.image.channels, spec.image.size, spec.image.size)
-    res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=args.sampler,
+    res = sample(model, process_schedule(spec), sampler=args.sampler,
                  steps=args.steps, n=args.n, shape=shape, seed=args.seed,
                  clip=args.clip or spec.evaluate.clip, prediction=spec.diffusion.prediction,
                  device=next(model.parameters()).device, progress=args.progress)
