@@ -185,3 +185,21 @@ def test_v1_fields_in_a_v2_spec_say_how_to_fix_them():
     with pytest.raises(SpecError, match="attention, attention_params, stage_params, "
                                         "head_params: spec_version 1 field"):
         spec_from_dict(data)
+
+
+def test_default_forward_process_keeps_existing_hashes():
+    # c72359fe5a20dae7: tiny_unet_8's hash before diffusion.process existed; the default
+    # (isotropic) process is left out of the canonical form so no run changes identity
+    spec = load_spec(SPECS / "tiny_unet_8.yaml")
+    assert spec_hash(spec) == "c72359fe5a20dae7"
+    assert "process" not in canonical(spec)["diffusion"]
+    explicit = load_spec(SPECS / "tiny_unet_8.yaml",
+                         overrides=["diffusion.process={kind: isotropic}"])
+    blurred = load_spec(SPECS / "tiny_unet_8.yaml",
+                        overrides=["diffusion.process={kind: blurring}"])
+    assert explicit.diffusion.process.kind == "isotropic"
+    assert spec_hash(explicit) == spec_hash(spec)
+    assert canonical(blurred)["diffusion"]["process"] == {
+        "kind": "blurring", "sigma_blur_max": 20.0, "min_scale": 0.001}
+    assert spec_hash(blurred) != spec_hash(spec)
+    assert spec_hash(spec_from_dict(canonical(blurred))) == spec_hash(blurred)
