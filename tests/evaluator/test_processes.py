@@ -271,5 +271,27 @@ def test_exact_denoiser_reproduces_the_data_spectrum(kind, name):
                  batch_size=ANALYTIC_N)
     got = fourier.power_spectrum(res.images).mean(dim=(0, 1))   # per-bin variance
     rel = (got / power - 1).abs()
-    print(f"ANALYTIC {kind}/{name}: worst bin {rel.max():.3f}, mean {(got / power - 1).mean():+.3f}")
     assert rel.max() < ANALYTIC_TOL, f"{kind}/{name}: worst bin off by {rel.max():.3f}"
+
+
+def test_evaluate_samples_with_the_trained_process(tmp_path):
+    """End to end: train + evaluate an equal-SNR spec; every result row was sampled by the
+    per-frequency sampler, with the data spectrum whose hash training recorded."""
+    from tests.evaluator.helpers import evaluate_in
+
+    data = mini_spec(diffusion={"timesteps": 50, "process": {"kind": "equal_snr"}},
+                     train={"steps": 6},
+                     evaluate={"num_samples": 8, "seeds": [0],
+                               "samplers": [{"name": "dpmsolver++", "steps": [4]}]})
+    _, rows = evaluate_in(tmp_path, data)
+    from evaluator.runs import RunDir
+
+    run = RunDir.open(rows[0]["run"])
+    trained = run.metrics()["train"]["process"]
+    assert trained["kind"] == "equal_snr" and len(trained["stats_sha256"]) == 64
+    # the spec's sampler and the full-chain DDPM reference row
+    assert {r["sampler"] for r in rows} == {"dpmsolver++", "ddpm"}
+    for row in rows:
+        want = {"dpmsolver++": "DPM-Solver++(2M)", "ddpm": "DDPM ancestral"}[row["sampler"]]
+        assert row["settings"]["scheduler"].startswith(f"per-frequency {want}")
+        assert row["settings"]["scheduler_config"]["process"] == trained
