@@ -33,13 +33,24 @@ from typing import Any
 
 import torch
 
+from archspec.choices import PREDICTIONS
 from archspec.errors import Problem
 from blocks import fourier
-from evaluator.diffusion import NoiseSchedule, _check_prediction
+from evaluator.diffusion import NoiseSchedule
 
 STATS_VERSION = 1             # bump when the statistics' definition changes (cache key)
 SNR_FLOOR = 1e-20             # A_t^2 / S_t^2 below this is numerically zero: x0 unrecoverable
 CHECK_BINS = 5_000_000        # validation evaluates at most this many (t, k) pairs
+
+
+def _check_prediction(prediction: str) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r} (expected one of {PREDICTIONS})")
+
+
+def mean_power(images: torch.Tensor) -> torch.Tensor:
+    """Mean |rfft2_ortho(x)|^2 over images and channels: (N, C, H, W) -> (H, W//2+1) f64."""
+    return fourier.power_spectrum(images).mean(dim=(0, 1))
 
 
 def fourier_apply(coef: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -233,10 +244,8 @@ def data_power(spec: Any, images: torch.Tensor | None = None,
     ``cache_root()/process_stats/<key>.pt`` (key: dataset, data root, image shape), or
     computed from the spec's training split and stored there.
     """
-    from evaluator.diffusion import mean_power_spectrum
-
     if images is not None:
-        power = mean_power_spectrum(torch.as_tensor(images, dtype=torch.float32))
+        power = mean_power(torch.as_tensor(images, dtype=torch.float32))
         return power, spectrum_sha256(power)
     from evaluator.metrics import cache_root
 
@@ -249,7 +258,7 @@ def data_power(spec: Any, images: torch.Tensor | None = None,
     from evaluator.datasets import spec_dataset
 
     imgs = torch.as_tensor(spec_dataset(spec, split="train").images, dtype=torch.float32)
-    power = mean_power_spectrum(imgs)
+    power = mean_power(imgs)
     sha = spectrum_sha256(power)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -9,8 +9,9 @@ import torch
 
 from archspec import SpecError, spec_from_dict, spec_hash
 from archspec.errors import UserError
+from archspec.spec import LossSpec
 from blocks import fourier
-from evaluator.diffusion import LossSpec, NoiseSchedule, diffusion_loss
+from evaluator.diffusion import NoiseSchedule, diffusion_loss
 from evaluator.processes import (DiagonalProcess, data_power, fourier_apply, process_schedule,
                                  spectrum_sha256, table_problems)
 from evaluator.samplers import SAMPLERS, sample
