@@ -112,6 +112,8 @@ def _canonical(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
                          ("evaluate", "convergence")):
         if data[section].get(key, 0) is None:
             del data[section][key]
+    if data["diffusion"].get("process") == {"kind": "isotropic"}:
+        del data["diffusion"]["process"]  # the default process: keeps hashes from before it
     for nid, node in spec.model.nodes.items():
         p = params[nid].model_dump(mode="json")
         data["model"]["nodes"][nid] = {"block": node.block, "in": list(node.in_), **p}

@@ -26,6 +26,17 @@ def _fmt_loc(prefix: str, loc: tuple) -> str:
     return out
 
 
+def _tagged(ann: Any, tag: Any) -> type[BaseModel] | None:
+    """The member of a union discriminated by ``kind`` whose tag is ``tag``, else None."""
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    for member in typing.get_args(ann):
+        kind = getattr(member, "model_fields", {}).get("kind")
+        if kind is not None and typing.get_args(kind.annotation) == (tag,):
+            return member
+    return None
+
+
 def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     """Field names of the pydantic model found by following ``loc`` from ``model``."""
     ann: Any = model
@@ -36,6 +47,8 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
             continue
         if isinstance(ann, type) and issubclass(ann, BaseModel) and key in ann.model_fields:
             ann = ann.model_fields[key].annotation
+        elif _tagged(ann, key) is not None:     # a discriminated union's member, by tag
+            ann = _tagged(ann, key)
         else:
             return []
     while typing.get_origin(ann) in (dict, list):

@@ -65,11 +65,47 @@ class LossSpec(Strict):
     power_law_alpha: FiniteFloat = Field(1.0, ge=0, le=8)
 
 
+class IsotropicProcess(Strict):
+    """White noise, the same schedule at every frequency (Ho et al. 2020)."""
+
+    kind: Literal["isotropic"] = "isotropic"
+
+
+class EqualSNRProcess(Strict):
+    """Noise coloured by the training data's power spectrum, so every frequency's SNR
+    follows the one schedule (Falck et al. 2025, "A Fourier Space Perspective on
+    Diffusion Models")."""
+
+    kind: Literal["equal_snr"]
+    floor: FiniteFloat = Field(1e-3, gt=0, le=1, description="lower bound on a bin's "
+                               "noise variance relative to the mean (keeps S_t > 0 where "
+                               "the data has no power)")
+
+
+class BlurringProcess(Strict):
+    """Heat dissipation plus white noise (Hoogeboom & Salimans 2022, "Blurring Diffusion
+    Models"), in the periodic (Fourier) basis."""
+
+    kind: Literal["blurring"]
+    sigma_blur_max: FiniteFloat = Field(20.0, gt=0, le=1000, description="std (pixels) of "
+                                        "the Gaussian blur at the last timestep")
+    min_scale: FiniteFloat = Field(1e-3, ge=1e-6, lt=1, description="d_min: the smallest "
+                                   "signal attenuation of any frequency (keeps A_t > 0)")
+
+
+ProcessSpec = Annotated[IsotropicProcess | EqualSNRProcess | BlurringProcess,
+                        Field(discriminator="kind")]
+
+
 class DiffusionSpec(Strict):
     schedule: Literal["linear", "cosine"] = "cosine"
     timesteps: int = Field(1000, ge=2, le=100_000)
     prediction: Literal[PREDICTIONS] = "epsilon"
     loss: LossSpec = Field(default_factory=LossSpec)
+    process: ProcessSpec = Field(
+        default_factory=IsotropicProcess, description="forward process x_t = A_t x0 + "
+        "S_t eps, A_t and S_t diagonal in the orthonormal Fourier basis: {kind: isotropic "
+        "| equal_snr | blurring, ...parameters}")
 
 
 class TrainSpec(Strict):

@@ -109,9 +109,9 @@ def run_sample(args: argparse.Namespace) -> int:
 
     check_sampler(args.sampler)
     _check_device(args.device)
-    from evaluator.diffusion.schedules import NoiseSchedule
-    from evaluator.report.images import save_grid
+    from evaluator.diffusion.processes import process_schedule
     from evaluator.diffusion.samplers import sample
+    from evaluator.report.images import save_grid
     from evaluator.store.checkpoints import load_trained
 
     model, spec = load_trained(run, args.device, ema=not args.raw)
@@ -119,7 +119,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise UserError(f"--steps {args.steps} exceeds the run's diffusion.timesteps "
                         f"({spec.diffusion.timesteps})")
     shape = (spec.image.channels, spec.image.size, spec.image.size)
-    res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=args.sampler,
+    res = sample(model, process_schedule(spec), sampler=args.sampler,
                  steps=args.steps, n=args.n, shape=shape, seed=args.seed,
                  clip=args.clip or spec.evaluate.clip, prediction=spec.diffusion.prediction,
                  device=next(model.parameters()).device, progress=args.progress)

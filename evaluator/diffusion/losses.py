@@ -69,9 +69,9 @@ class FrequencySNR:
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W//2+1) float32: SNR_k(t) per sample and frequency."""
-        s = self.schedule.snr(t).float()                                     # (B,)
+        s = self.schedule.snr(t).float()              # (B,), or (B, 1, H, W') per frequency
         power = self.power.float().to(s.device)
-        return s.view(-1, 1, 1, 1) * power[None, None]
+        return (s.view(-1, 1, 1, 1) if s.dim() == 1 else s) * power[None, None]
 
     def band_snr(self, t: torch.Tensor) -> torch.Tensor:
         """(B, n_bands) SNR per radial band (band mean of S_k times SNR(t))."""
@@ -148,6 +148,9 @@ def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape "
                          f"{tuple(target.shape)}")
     err = (pred - target).float()                                            # (B, C, H, W)
+    tw = time_weight(t, schedule, loss, prediction).to(err.device)
+    if tw.dim() > 1:     # a per-frequency process (evaluator.processes): weights per bin
+        return _per_frequency_loss(err, tw, t, loss, freq_snr)
     if loss.domain == "pixel":
         if loss.freq_weighting != "uniform":
             raise ValueError(f"freq_weighting {loss.freq_weighting!r} needs loss domain "
@@ -159,8 +162,24 @@ def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
         f = frequency_weight((h, w), loss, t, freq_snr).to(err.device)
         m = fourier.rfft_multiplicity(h, w, dtype=torch.float32).to(err.device)
         per_sample = (m * f * spec.abs().pow(2)).sum(dim=(1, 2, 3)) / (c * h * w)
-    tw = time_weight(t, schedule, loss, prediction).to(err.device)
     return (tw * per_sample).mean()
+
+
+def _per_frequency_loss(err: torch.Tensor, tw: torch.Tensor, t: torch.Tensor,
+                        loss: LossSpec, freq_snr: FrequencySNR | None) -> torch.Tensor:
+    """:func:`diffusion_loss` with time weights per bin, tw (B, 1, H, W'): a process
+    diagonal in the Fourier basis has its own SNR_k(t) in every bin, so min-SNR and P2
+    weight each bin by its own SNR. Computed in the Fourier basis whatever the domain
+    (uniform weights: the pixel MSE, by Parseval)."""
+    if loss.domain == "pixel" and loss.freq_weighting != "uniform":
+        raise ValueError(f"freq_weighting {loss.freq_weighting!r} needs loss domain "
+                         "'fourier' (a pixel-domain loss has no frequency weights)")
+    c, h, w = err.shape[1:]
+    spec = torch.fft.rfft2(err, norm="ortho")                                # (B, C, H, W')
+    f = frequency_weight((h, w), loss, t, freq_snr).to(err.device)
+    m = fourier.rfft_multiplicity(h, w).to(err.device)
+    per_sample = (m * f * tw.float() * spec.abs().pow(2)).sum(dim=(1, 2, 3)) / (c * h * w)
+    return per_sample.mean()
 
 
 def describe_loss(loss: LossSpec, prediction: str | None = None) -> str:

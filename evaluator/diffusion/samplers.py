@@ -71,27 +71,29 @@ def _build(name: str, *args: Any, **kwargs: Any) -> Any:
 def _register(name: str, scheduler: str, doc: str, *, kwargs: dict | None = None,
               clip_mode: str | None = "thresholding", stochastic: bool = False,
               predictions: tuple[str, ...] = PREDICTIONS,
-              step_kwargs: dict | None = None) -> None:
+              step_kwargs: dict | None = None, follows_process: bool = False) -> None:
     clips = {"thresholding": CLIP_POLICIES, "clip_sample": ("none", "clip"),
              None: ("none",)}[clip_mode]
     extra = {"kind": "scheduler", "scheduler": scheduler, "kwargs": dict(kwargs or {}),
              "clip_mode": clip_mode, "clip": clips, "stochastic": stochastic,
-             "predictions": predictions, "step_kwargs": dict(step_kwargs or {})}
+             "predictions": predictions, "step_kwargs": dict(step_kwargs or {}),
+             "follows_process": follows_process}
     SAMPLERS.add(name, Entry(name=name, factory=partial(_build, name), doc=doc,
                              extra=extra))
 
 
 _register("ddpm", "DDPMScheduler", "DDPM ancestral sampling (Ho et al. 2020), stochastic",
-          kwargs={"variance_type": "fixed_small"}, stochastic=True)
+          kwargs={"variance_type": "fixed_small"}, stochastic=True, follows_process=True)
 # use_clipped_model_output: diffusers' DDIM clips x0-hat but by default keeps the model's raw
 # eps for the direction term, so the step mixes two predictions that disagree (and more steps
 # pile up more of it). Re-deriving eps from the clipped x0-hat (as GLIDE does) keeps the
 # update on one prediction, as every other scheduler here already does.
 _register("ddim", "DDIMScheduler", "DDIM, eta=0, deterministic (Song et al. 2021)",
-          kwargs={"set_alpha_to_one": True}, step_kwargs={"use_clipped_model_output": True})
+          kwargs={"set_alpha_to_one": True}, step_kwargs={"use_clipped_model_output": True},
+          follows_process=True)
 _register("dpmsolver++", "DPMSolverMultistepScheduler",
           "DPM-Solver++ 2M, multistep 2nd order (Lu et al. 2022)",
-          kwargs={"algorithm_type": "dpmsolver++", "solver_order": 2})
+          kwargs={"algorithm_type": "dpmsolver++", "solver_order": 2}, follows_process=True)
 _register("sde-dpmsolver++", "DPMSolverMultistepScheduler",
           "SDE-DPM-Solver++ 2M, stochastic (Lu et al. 2022)",
           kwargs={"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, stochastic=True)
@@ -217,6 +219,7 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     step_gen = (torch.Generator(device="cpu").manual_seed(int(seed) + STEP_SEED_OFFSET)
                 if entry.extra["stochastic"] else None)
     run = _scheduler_batch if entry.extra["kind"] == "scheduler" else _function_batch
+    run = _process_runner(entry, schedule, run)
     was_training = model.training
     model.eval()
     images, nfe_counts, elapsed = [], [], 0.0
@@ -254,11 +257,45 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
         xt_trajectory=xt_traj)
 
 
-def sampler_problems(name: str, clip: str | None = None,
-                     prediction: str | None = None) -> list[str]:
-    """Every reason sampler ``name`` cannot run with ``clip`` and ``prediction`` (None: not
-    checked), one message each; ``[]`` when it can. The one home of this check: sampling,
-    spec validation, budgets, side by side and the CLI all call it."""
+def process_kind(schedule: Any) -> str:
+    """The forward process a schedule stands for (``isotropic`` for a plain one)."""
+    return getattr(schedule, "process_kind", "isotropic")
+
+
+def process_problem(entry: Entry, process: str) -> str | None:
+    """Why sampler ``entry`` cannot follow forward ``process``, or None when it can."""
+    if process == "isotropic" or entry.extra.get("follows_process", False):
+        return None
+    able = [n for n, e in SAMPLERS.items() if e.extra.get("follows_process", False)]
+    return (f"sampler {entry.name!r} cannot follow the {process!r} forward process (it "
+            f"assumes isotropic white noise; diffusion.process); samplers that can: "
+            f"{', '.join(able)}")
+
+
+def check_process(entry: Entry, process: str) -> None:
+    """Raise :class:`UserError` if sampler ``entry`` cannot follow forward ``process``."""
+    why = process_problem(entry, process)
+    if why:
+        raise UserError(why)
+
+
+def _process_runner(entry: Entry, schedule: Any, run: Any) -> Any:
+    """``run``, or the per-frequency sampler for a :class:`DiagonalProcess` schedule."""
+    if not hasattr(schedule, "process_kind"):
+        return run
+    check_process(entry, schedule.process_kind)
+    if not entry.extra.get("follows_process", False):
+        return run           # an isotropic DiagonalProcess: the base schedule is the process
+    from evaluator.diffusion.process_samplers import process_batch
+
+    return process_batch
+
+
+def sampler_problems(name: str, clip: str | None = None, prediction: str | None = None,
+                     process: str | None = None) -> list[str]:
+    """Every reason sampler ``name`` cannot run with ``clip``, ``prediction`` and forward
+    ``process`` (None: not checked), one message each; ``[]`` when it can. The one home of
+    this check: sampling, spec validation, budgets, side by side and the CLI all call it."""
     try:
         entry = SAMPLERS.get(name)
     except RegistryError as e:
@@ -277,7 +314,8 @@ def sampler_problems(name: str, clip: str | None = None,
     elif prediction is not None and prediction not in entry.extra["predictions"]:
         out.append(f"sampler {name!r} does not support prediction {prediction!r} "
                    f"(it supports {', '.join(entry.extra['predictions'])})")
-    return out
+    why = process_problem(entry, process) if process is not None else None
+    return out + ([why] if why else [])
 
 
 def check_sampler(name: str, clip: str | None = None, prediction: str | None = None,

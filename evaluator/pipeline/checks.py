@@ -16,8 +16,10 @@ from evaluator.store.rundir import is_reading_stored_run
 
 def check_spec(spec: Any) -> list[Problem]:
     """Problems with the spec's dataset and samplers, each located."""
+    from evaluator.diffusion.processes import process_problems
+
     return (dataset_problems(spec) + sampler_problems(spec) + convergence_problems(spec)
-            + init_from_problems(spec))
+            + init_from_problems(spec) + process_problems(spec))
 
 
 def convergence_problems(spec: Any) -> list[Problem]:
@@ -75,4 +77,5 @@ def _sampler_name_problems(spec: Any, loc: str, name: str) -> list[Problem]:
     from evaluator.diffusion.samplers import sampler_problems
 
     return [Problem(loc, m) for m in sampler_problems(name, spec.evaluate.clip,
-                                                      spec.diffusion.prediction)]
+                                                      spec.diffusion.prediction,
+                                                      spec.diffusion.process.kind)]

@@ -60,7 +60,7 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
             sampler setting (and once at the end), for surfaces that show progress.
     """
     from evaluator.device import resolve_device
-    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.processes import process_schedule
     from evaluator.store.checkpoints import load_trained
 
     dev = resolve_device(device)
@@ -70,7 +70,7 @@ def evaluate_run(run: RunDir, budget: Budget, device: str = "auto",
         from evaluator.data.datasets import spec_dataset
         reference = spec_dataset(spec, split="test")
     extractor = feature_extractor(spec.train.dataset, spec, progress)
-    schedule = NoiseSchedule.from_spec(spec.diffusion)
+    schedule = process_schedule(spec)      # the spec's forward process
     t0 = time.perf_counter()
     rows, spectra, metric_s = [], {}, 0.0
     plan = sampler_plan(spec, budget)

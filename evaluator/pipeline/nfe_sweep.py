@@ -147,7 +147,7 @@ def nfe_sweep(run_paths: list[str], *, sampler: str = "ddim", steps: list[int],
     Raises:
         UserError: no runs or step counts, differing image shapes, a bad sampler/clip.
     """
-    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.processes import process_schedule
     from evaluator.diffusion.samplers import SAMPLERS, sample
 
     if not run_paths or not steps:
@@ -176,7 +176,7 @@ def nfe_sweep(run_paths: list[str], *, sampler: str = "ddim", steps: list[int],
             if key in cache:
                 points.append({**cache[key], "cached": True})
                 continue
-            res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=sampler,
+            res = sample(model, process_schedule(spec), sampler=sampler,
                          steps=int(s), n=int(n), shape=shape, seed=int(seed),
                          clip=clip_, prediction=spec.diffusion.prediction, device=device)
             pt = {"steps": int(s), "nfe": res.nfe, **_score(res.images, spec, memo)}

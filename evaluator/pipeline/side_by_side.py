@@ -77,7 +77,7 @@ def sample_side_by_side(run_paths: list[str | Path], *, sampler: str = "ddim",
     Raises:
         UserError: no runs, a run without checkpoint, differing image shapes, a bad sampler.
     """
-    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.processes import process_schedule
     from evaluator.diffusion.samplers import check_sampler, initial_noise, sample
     from evaluator.store.checkpoints import load_trained
 
@@ -102,7 +102,7 @@ def sample_side_by_side(run_paths: list[str | Path], *, sampler: str = "ddim",
     digest = _noise_digest(initial_noise(n, shape, seed))
     out = []
     for run, model, spec in loaded:
-        res = sample(model, NoiseSchedule.from_spec(spec.diffusion), sampler=sampler,
+        res = sample(model, process_schedule(spec), sampler=sampler,
                      steps=steps, n=n, shape=shape, seed=seed, clip=clip,
                      prediction=spec.diffusion.prediction, device=device,
                      return_trajectory=True)

@@ -62,12 +62,12 @@ def clip_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dic
     from evaluator.data.datasets import spec_dataset
     from evaluator.measure.quality import call_metric, feature_extractor
     from evaluator.measure.registry import METRICS
-    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.processes import process_schedule
     from evaluator.diffusion.samplers import sample
 
     reference = spec_dataset(spec, split="test")
     extractor = feature_extractor(spec.train.dataset, spec)
-    schedule = NoiseSchedule.from_spec(spec.diffusion)
+    schedule = process_schedule(spec)
     shape = (spec.image.channels, spec.image.size, spec.image.size)
     rows = []
     for policy in settings["policies"]:
@@ -90,10 +90,10 @@ def clip_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dic
 def band_probe(model: Any, spec: Any, settings: dict[str, Any], dev: Any) -> dict[str, Any]:
     """``error[k][b]``: mean per-image error energy in band b at t-bin k."""
     from evaluator.data.datasets import spec_dataset
-    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.processes import process_schedule
 
     x0 = spec_dataset(spec, split="test").images[: settings["num_images"]].float().to(dev)
-    schedule = NoiseSchedule.from_spec(spec.diffusion)
+    schedule = process_schedule(spec)
     T, K = spec.diffusion.timesteps, settings["t_bins"]
     gen = torch.Generator().manual_seed(settings["seed"])
     edges = [round(k * T / K) for k in range(K + 1)]

@@ -103,10 +103,11 @@ def _load_images(spec: Any, data: Any) -> torch.Tensor:
 def _make_loss(spec: Any, images: torch.Tensor, device: torch.device) -> Callable:
     """``step_loss(model, x0, t, noise) -> scalar`` built from the spec's diffusion section."""
     from evaluator.diffusion.losses import FrequencySNR, diffusion_loss
-    from evaluator.diffusion.schedules import NoiseSchedule
+    from evaluator.diffusion.processes import process_schedule
 
     d = spec.diffusion
-    schedule = NoiseSchedule.from_spec(d)  # moves its tables to t's device when indexed
+    # the forward process (a NoiseSchedule for isotropic); its tables move to t's device
+    schedule = process_schedule(spec, images)
     freq_snr = None
     if d.loss.freq_weighting == "snr":
         freq_snr = FrequencySNR.from_data(images, schedule)
@@ -121,6 +122,8 @@ def _make_loss(spec: Any, images: torch.Tensor, device: torch.device) -> Callabl
                               freq_snr=freq_snr)
 
     step_loss.timesteps = d.timesteps  # type: ignore[attr-defined]
+    if hasattr(schedule, "record"):    # a per-frequency process: metrics.json records it
+        step_loss.process = schedule.record()  # type: ignore[attr-defined]
     return step_loss
 
 
@@ -187,6 +190,8 @@ def train(spec: Any, *, root: str | Path | None = "results", run: RunDir | None 
     if cfg.init_from:
         metrics["init_from"] = warm or store.train_metrics().get("init_from")
     metrics["stability"] = _stability(spec, store)
+    if getattr(step_loss, "process", None) is not None:
+        metrics["process"] = step_loss.process       # kind, parameters, data stats sha256
     store.finish(status, reason, metrics)
     return TrainResult(status, state.step, metrics, state.model, state.ema.state, run, reason)
 

@@ -280,3 +280,21 @@ def test_rehash_rekeys_a_resolved_spec_stored_before_stage_params_were_canonical
     broken["model"]["nodes"]["eps"]["encoder"]["block"] = 7
     with pytest.raises(SpecError, match="model.nodes.eps.encoder"):
         rehash(broken)
+
+
+def test_default_forward_process_keeps_existing_hashes():
+    # c72359fe5a20dae7: tiny_unet_8's hash before diffusion.process existed; the default
+    # (isotropic) process is left out of the canonical form so no run changes identity
+    spec = load_spec(SPECS / "tiny_unet_8.yaml")
+    assert spec_hash(spec) == "c72359fe5a20dae7"
+    assert "process" not in canonical(spec)["diffusion"]
+    explicit = load_spec(SPECS / "tiny_unet_8.yaml",
+                         overrides=["diffusion.process={kind: isotropic}"])
+    blurred = load_spec(SPECS / "tiny_unet_8.yaml",
+                        overrides=["diffusion.process={kind: blurring}"])
+    assert explicit.diffusion.process.kind == "isotropic"
+    assert spec_hash(explicit) == spec_hash(spec)
+    assert canonical(blurred)["diffusion"]["process"] == {
+        "kind": "blurring", "sigma_blur_max": 20.0, "min_scale": 0.001}
+    assert spec_hash(blurred) != spec_hash(spec)
+    assert spec_hash(spec_from_dict(canonical(blurred))) == spec_hash(blurred)

@@ -421,3 +421,43 @@ def test_spectral_blocks_inside_a_unet_are_monitored(tmp_path):
             s = r["spectral"][n]
             assert s["act"] > 0 and math.isfinite(s["act"])
             assert math.isfinite(s["grad_norm"]) and s["grad_norm"] > 0
+
+
+def test_training_follows_the_forward_process_and_records_it(tmp_path):
+    """An equal-SNR spec: the first step's loss is recomputed with the noise coloured by
+    hand on the full fft2 grid (sqrt of the data power over its mean, floored), and
+    metrics.json's train section names the process and the hash of the data spectrum."""
+    from diffusers import DDPMScheduler
+
+    from evaluator.processes import spectrum_sha256
+
+    spec = spec_from_dict({
+        "name": "equal_snr", "image": {"channels": 1, "size": 8},
+        "model": {"nodes": {"x": {"block": "input"}}, "output": "x"},
+        "diffusion": {"schedule": "linear", "timesteps": 1000,
+                      "process": {"kind": "equal_snr", "floor": 0.01}},
+        "train": {"steps": 1, "batch_size": 8, "lr": 1e-3, "seed": 3, "dataset": "synthetic8"}})
+    data = make_data(64)
+    torch.manual_seed(0)
+    model = Tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    res = train(spec, root=tmp_path, model=model, data=data, device="cpu", progress=False,
+                on_step=lambda step, loss: seen.append(loss))
+    gen = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, 64, (8,), generator=gen)
+    t = torch.randint(0, 1000, (8,), generator=gen)
+    noise = torch.randn((8, 1, 8, 8), generator=gen)
+    power = (torch.fft.fft2(data.double(), norm="ortho").abs() ** 2).mean(dim=(0, 1))  # (8, 8)
+    shape = (power / power.mean()).clamp(min=0.01).sqrt()
+    coloured = torch.fft.ifft2(torch.fft.fft2(noise.double(), norm="ortho") * shape,
+                               norm="ortho").real
+    abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod.double()[t].view(-1, 1, 1, 1)
+    x_t = (abar.sqrt() * data[idx] + (1 - abar).sqrt() * coloured).float()
+    model.load_state_dict(before)
+    with torch.no_grad():
+        ref = (model(x_t, t).double() - noise).pow(2).mean()
+    assert seen[0] == pytest.approx(float(ref), rel=1e-4)
+    rec = json.loads(res.run.metrics_file.read_text())["train"]["process"]
+    half = (torch.fft.rfft2(data.double(), norm="ortho").abs() ** 2).mean(dim=(0, 1))
+    assert rec == {"kind": "equal_snr", "floor": 0.01, "stats_sha256": spectrum_sha256(half)}
