@@ -45,9 +45,9 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     _fsync_dir(path.parent)
 
 
-# A write that fails for lack of room or permission, not because of a bug.
-WRITE_FAULTS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                          errno.EPERM, errno.EIO})
+# A write that fails for lack of room or a read-only file system, not because of a bug
+# (EACCES is left out: reading a file one may not read is not a failed write).
+WRITE_FAULTS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 def _write_fault_in(e: BaseException) -> OSError | None:
