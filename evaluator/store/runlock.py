@@ -8,7 +8,7 @@ release) so that a second process can say whom it waits for.
 
 Scope: local file systems and NFSv4 (flock is forwarded to the server's lock manager as a
 whole-file lock); NFSv3 needs ``lockd`` running on both sides. Where the file system refuses
-locks the entry point stops with a one-line error instead of running unguarded.
+locks, a lease with a heartbeat takes over (:mod:`evaluator.store.lease`).
 
 Within one process the lock is re-entrant per thread (an entry point that calls another
 one holds the folder once); two threads of one process exclude each other like two processes.
@@ -81,8 +81,11 @@ def _try_lock(fd: int, folder: Path) -> bool:
     except OSError as e:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             return False
-        raise UserError(f"{folder}: cannot lock the run folder ({e.strerror}); this file "
-                        "system refuses file locks (see README, Reliability)") from None
+        raise _NoLocks(e.strerror or str(e)) from None
+
+
+class _NoLocks(Exception):
+    """The file system refuses flock (NFSv3 without lockd, some FUSE mounts)."""
 
 
 def _stderr(msg: str) -> None:
@@ -116,7 +119,22 @@ def hold_run(folder: str | Path, what: str, *, wait: bool = True,
         raise UserError(f"{folder}: cannot open the run lock ({e.strerror})") from None
     waited = False
     try:
-        if not _try_lock(fd, folder):
+        try:
+            got = _try_lock(fd, folder)
+        except _NoLocks:
+            from evaluator.store.lease import hold_lease
+
+            os.close(fd)
+            fd = None
+            with hold_lease(folder, what, wait=wait, on_wait=on_wait,
+                            should_stop=should_stop, busy=RunBusy) as waited:
+                held.add(key)
+                try:
+                    yield waited
+                finally:
+                    held.discard(key)
+            return
+        if not got:
             if not wait:
                 raise RunBusy(f"{describe_owner(folder)}; not waiting (--no-wait)")
             _await_owner_name(folder)
@@ -136,7 +154,8 @@ def hold_run(folder: str | Path, what: str, *, wait: bool = True,
             # Removed before the lock is released: a waiter never reads our stale name.
             (folder / OWNER_NAME).unlink(missing_ok=True)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _await_owner_name(folder: Path, timeout: float = 2.0) -> None:

@@ -191,3 +191,53 @@ def test_no_wait_refuses_and_a_waiter_resumes_a_sigkilled_holder_bit_identically
         for k in ca[part]:
             assert torch.equal(ca[part][k], cb[part][k]), (part, k)
     assert ca["step"] == cb["step"] == STEPS
+
+
+# ---- where flock is refused: the lease with a heartbeat --------------------------------------
+@pytest.fixture
+def no_flock(monkeypatch):
+    import errno
+    import fcntl
+
+    from evaluator.store import lease
+
+    def refuse(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    monkeypatch.setattr(lease, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(lease, "STALE_S", 1.0)
+    return lease
+
+
+def test_without_flock_a_lease_excludes_and_its_heartbeat_keeps_it(tmp_path, no_flock):
+    held, lines, events = threading.Event(), [], []
+
+    def holder():
+        with hold_run(tmp_path, "lease holder"):
+            held.set()
+            time.sleep(2.5)  # > STALE_S: only the heartbeat keeps the waiter out
+            events.append("released")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(30)
+    with pytest.raises(RunBusy, match=rf"held by pid {os.getpid()} .*lease holder, lease"):
+        with hold_run(tmp_path, "second", wait=False):
+            pass
+    with hold_run(tmp_path, "waiter", on_wait=lines.append) as waited:
+        events.append("waiter in")
+    t.join()
+    assert waited and events == ["released", "waiter in"]
+    assert len(lines) == 1 and "waiting for run" in lines[0]
+    assert not (tmp_path / no_flock.LEASE_NAME).exists()
+
+
+def test_without_flock_a_dead_holder_s_lease_goes_stale_and_is_taken_over(tmp_path, no_flock):
+    (tmp_path / no_flock.LEASE_NAME).write_text(json.dumps(
+        {"pid": 999999, "host": "gone", "since": "then", "what": "dead", "token": "t",
+         "beat": 7}))
+    t0 = time.monotonic()
+    with hold_run(tmp_path, "next", on_wait=lambda m: None) as waited:
+        assert waited and time.monotonic() - t0 >= 1.0
+        assert json.loads((tmp_path / no_flock.LEASE_NAME).read_text())["pid"] == os.getpid()
