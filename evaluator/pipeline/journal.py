@@ -20,6 +20,15 @@ JOURNAL_NAME = "jobs.jsonl"
 LOCK_DIR = ".jobs"
 
 
+def _lock_if_possible(fd: int) -> None:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        pass  # no locks here: one short O_APPEND write is still not interleaved locally
+
+
 class JobJournal:
     """Append and replay job records under a results root."""
 
@@ -32,8 +41,6 @@ class JobJournal:
     # ---- records ------------------------------------------------------------------
     def append(self, record: dict[str, Any]) -> bool:
         """Append one record durably; False (and one line on stderr) when it cannot."""
-        import fcntl
-
         line = (json.dumps(record, default=str) + "\n").encode()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -42,7 +49,7 @@ class JobJournal:
             print(f"{self.path}: job journal not written ({e.strerror})", file=sys.stderr)
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock_if_possible(fd)
             n = os.write(fd, line)
             if n != len(line):  # a full disk mid-line: cut the torn part off again
                 os.ftruncate(fd, os.fstat(fd).st_size - n)
@@ -103,9 +110,11 @@ class JobJournal:
         fd = os.open(self.locks / f"{job_id}.lock", os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             return None
+        except OSError:
+            pass  # no locks on this file system: the run locks (a lease) still hold
         return fd
 
     def is_owned(self, job_id: str) -> bool:
