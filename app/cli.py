@@ -72,23 +72,41 @@ def main(argv: list[str] | None = None) -> int:
     from archspec.errors import UserError
 
     module, _add, run, _help = COMMANDS[args.command]
+    _ignore_sigxfsz()
     try:
         return int(_load(module, run)(args) or 0)
     except UserError as e:
         for line in e.lines():
             print(line, file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 2 bad input; 3 run busy (--no-wait); 1 write
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a file
         from blocks.plugins import PluginError  # only on failure: keeps --help instant
+        from evaluator.store.atomic import write_fault
+
+        reason = write_fault(e)
+        if reason is not None:  # a full disk or read-only folder: the machine's, not a bug
+            print(reason, file=sys.stderr)
+            return 1
 
         if isinstance(e, PluginError):  # a broken third-party package: the user's to fix
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(internal_error(e, args.command), file=sys.stderr)
         return 1
+
+
+def _ignore_sigxfsz() -> None:
+    # Over a file-size limit (ulimit -f) a write then fails with EFBIG, which is reported
+    # as one line, instead of the signal killing the process without a word.
+    import signal
+
+    try:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except (AttributeError, ValueError):  # no such signal here, or not the main thread
+        pass
 
 
 def internal_error(e: BaseException, where: str) -> str:

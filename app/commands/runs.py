@@ -55,6 +55,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="continue from the run's last checkpoint")
     p.add_argument("--steps", type=int, metavar="N",
                    help="training steps (same as --override train.steps=N; changes the hash)")
+    _add_no_wait(p)
+
+
+def _add_no_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="when another process holds the run, exit 3 at once instead of "
+                        "waiting for it and reusing (or resuming) its result")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -68,12 +75,21 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.steps={args.steps}")
     spec = load_spec(_spec_file(args.spec), overrides=overrides)
     _check_device(args.device)
+    from evaluator.store.atomic import check_writable
+    from evaluator.store.rundir import RunDir
+    from evaluator.store.runlock import owning_run
     from evaluator.training.loop import train
 
-    res = train(spec, root=args.out, device=args.device, resume=args.resume,
-                progress=args.progress)
+    check_writable(args.out)
+    run = RunDir.create(spec, args.out)
+    with owning_run(run, "archsearch train", wait=args.wait) as waited:
+        # After waiting, the other process's result is reused (or resumed if it died).
+        reused = waited and run.status().get("status") == "finished"
+        res = train(spec, run=run, device=args.device, resume=args.resume or waited,
+                    progress=args.progress)
     m = res.metrics
-    print(f"run: {res.run.path}")
+    print(f"run: {res.run.path}" + (" (reused: trained by the process waited for)"
+                                    if reused else ""))
     if res.status != "finished":
         print(f"failed: {res.reason}", file=sys.stderr)
         return 1
@@ -138,6 +154,7 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
                         "full: as the specs say (default: quick)")
     add_overrides(p)
     _add_common(p)
+    _add_no_wait(p)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -148,7 +165,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from evaluator.report.tables import format_table
 
     rows = evaluate(args.specs, budget=args.budget, out=args.out, device=args.device,
-                    overrides=args.override, progress=args.progress)
+                    overrides=args.override, progress=args.progress, wait=args.wait)
     print(format_table(rows))
     return 1 if any(r.get("status") not in (None, "ok") for r in rows) else 0
 

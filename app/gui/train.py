@@ -1,7 +1,7 @@
 """Train/evaluate tab: submit background jobs (one at a time per device), see the queue,
 live progress and loss curve, cancel (the run stays resumable). A job is checked before
 it is queued (:func:`evaluator.pipeline.job_check.check_job`): every problem of every spec with its
-overrides is shown at once, and what the budget caps is said."""
+overrides is shown at once, and what the budget caps is said. An interrupted job (the app stopped while it ran) can be resumed."""
 from __future__ import annotations
 
 from typing import Any
@@ -54,6 +54,7 @@ def build(ctx: Context) -> dict[str, Any]:
         submit = gr.Button("start job", variant="primary")
         job_id = gr.Textbox(label="job id", scale=1)
         cancel = gr.Button("cancel job")
+        resume = gr.Button("resume job")
     message = gr.Markdown("", elem_id="train-message")
     jobs = gr.Dataframe(headers=QUEUE_COLUMNS, label="queue", interactive=False, wrap=True)
     curve = gr.Plot(label="loss (selected or latest job)")
@@ -93,8 +94,18 @@ def build(ctx: Context) -> dict[str, Any]:
                 if ok else f"`{jid}` is not queued or running")
 
     @ui_errors
+    def do_resume(jid):
+        # an interrupted job (its app stopped) or a cancelled one continues from its
+        # runs' last checkpoints
+        if not (jid or "").strip():
+            raise gr.Error("give a job id")
+        ok = ctx.jobs.resume(jid.strip())
+        return (f"resuming `{jid}`" if ok else
+                f"`{jid}` is not interrupted or cancelled (or another app instance runs it)")
+
+    @ui_errors
     def do_poll(jid):
-        snap = ctx.jobs.snapshot() if ctx._jobs is not None else []
+        snap = ctx.jobs.snapshot()  # the journal lists an earlier app's jobs too
         sel = next((j for j in snap if j["id"] == (jid or "").strip()), None)
         sel = sel or (snap[-1] if snap else None)
         fig = (figures.loss_curve(sel["losses"], f"{sel['id']}: {sel['phase']}")
@@ -105,6 +116,8 @@ def build(ctx: Context) -> dict[str, Any]:
     submit.click(do_submit, [pick, dataset, budget, device, evaluate, overrides, steps],
                  [message, job_id, timer], api_name="submit_job")
     cancel.click(do_cancel, job_id, message, api_name="cancel_job")
+    resume.click(do_resume, job_id, message, api_name="resume_job").then(
+        do_poll, job_id, [jobs, curve, timer], api_name=False)
     timer.tick(do_poll, job_id, [jobs, curve, timer], api_name="jobs",
                show_progress="hidden")
     refresh.click(do_poll, job_id, [jobs, curve, timer], api_name=False)

@@ -245,7 +245,8 @@ def _spectra_of(metrics: list[dict]) -> dict | None:
 # ---- several specs ----------------------------------------------------------------------------
 def evaluate(spec_paths: list[str | Path], budget: str = "quick", out: str | Path = "results",
              device: str = "auto", overrides: list[str] | None = None,
-             progress: bool = True, reuse_eval: bool = False) -> list[dict[str, Any]]:
+             progress: bool = True, reuse_eval: bool = False,
+             wait: bool = True) -> list[dict[str, Any]]:
     """Train (or reuse a finished run with the same hash) and evaluate each spec
     (:func:`run_spec`; by default evaluated again even when an evaluation is stored).
 
@@ -262,9 +263,13 @@ def evaluate(spec_paths: list[str | Path], budget: str = "quick", out: str | Pat
         spec = apply_budget(load_spec(p, overrides=list(overrides or [])), b)
         check_samplers(spec, b)
         specs.append(spec)
+    from evaluator.store.atomic import check_writable
+
+    check_writable(out)
     rows: list[dict[str, Any]] = []
     for spec in specs:
-        r = run_spec(spec, b, out, device=device, progress=progress, reuse_eval=reuse_eval)
+        r = run_spec(spec, b, out, device=device, progress=progress, reuse_eval=reuse_eval,
+                     wait=wait)
         if r.status != "finished":
             rows.append({"pipeline": spec.name, "status": r.status, "reason": r.reason,
                          "run": str(r.run.path)})
@@ -304,7 +309,9 @@ def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto"
              progress: bool = False, evaluate: bool = True, reuse_eval: bool = False,
              on_step: Callable[[int, float], None] | None = None,
              on_phase: Callable[[str], None] | None = None,
-             on_setting: Callable[[int, int, str], None] | None = None) -> SpecRun:
+             on_setting: Callable[[int, int, str], None] | None = None, wait: bool = True,
+             on_wait: Callable[[str], None] | None = None,
+             should_stop: Callable[[], None] | None = None) -> SpecRun:
     """Train ``spec`` (already budgeted) or reuse its run, then evaluate it or reuse that.
 
     The one reuse rule of the toolkit: runs are keyed by spec hash; a finished run with a
@@ -319,26 +326,45 @@ def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto"
         on_phase: called with ``"train"`` and ``"evaluate"`` as each begins; may raise to
             stop (the run stays as it is).
         on_setting: evaluation progress, as in :func:`evaluate_run`.
+        wait, on_wait, should_stop: the run folder is held exclusively while it trains and
+            evaluates (:func:`evaluator.store.runlock.owning_run`); another holder is waited
+            for (``on_wait``, default stderr, gets "waiting for run ... held by pid N on
+            host H since T") or, with ``wait=False``,
+            refused with :class:`evaluator.store.runlock.RunBusy`.
+
+    Raises:
+        evaluator.store.runlock.WriteFailed: a write failed (full disk, read-only...); the
+            reason is in the run's ``status.json``.
     """
-    if on_phase:
-        on_phase("train")
-    run, reused_run = _train_or_reuse(spec, out, device, progress, on_step)
-    st, t_trained = run.status(), time.time()
-    evals = run.metrics().get("eval", {})
-    had = budget.name in evals
-    ev, evaluated = (evals.get(budget.name) if reuse_eval else None), False
-    if st.get("status") == "finished" and evaluate and ev is None:
+    from evaluator.store.runlock import owning_run
+
+    run = RunDir.create(spec, out)
+    with owning_run(run, f"run_spec {budget.name}", wait=wait, should_stop=should_stop,
+                    **({} if on_wait is None else {"on_wait": on_wait})):
         if on_phase:
-            on_phase("evaluate")
-        ev, evaluated = evaluate_run(run, budget, device, progress=progress,
-                                     on_setting=on_setting), True
+            on_phase("train")
+        run, reused_run = _train_or_reuse(spec, out, device, progress, on_step)
+        st, t_trained = run.status(), time.time()
+        evals = run.metrics().get("eval", {})
+        had = budget.name in evals
+        ev, evaluated = (evals.get(budget.name) if reuse_eval else None), False
+        if st.get("status") == "finished" and evaluate and ev is None:
+            if on_phase:
+                on_phase("evaluate")
+            ev, evaluated = evaluate_run(run, budget, device, progress=progress,
+                                         on_setting=on_setting), True
     return SpecRun(run, st.get("status"), st.get("reason"), st.get("step"), ev, reused_run,
                    had, evaluated, t_trained, time.time())
 
 
 def ensure_trained(spec: Any, out: str | Path, device: str, progress: bool) -> RunDir:
-    """The spec's run, trained: a finished run with the same hash is reused as is."""
-    return _train_or_reuse(spec, out, device, progress, None)[0]
+    """The spec's run, trained: a finished run with the same hash is reused as is (held
+    exclusively meanwhile; another holder is waited for, see :func:`run_spec`)."""
+    from evaluator.store.runlock import owning_run
+
+    run = RunDir.create(spec, out)
+    with owning_run(run, "train"):
+        return _train_or_reuse(spec, out, device, progress, None)[0]
 
 
 def _train_or_reuse(spec: Any, out: str | Path, device: str, progress: bool,

@@ -5,6 +5,7 @@ Every file is written through a temporary file in the same folder, fsync, then
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -32,10 +33,57 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = _write_fault_in(e)
+        if cause is not None and cause is not e:
+            # torch.save wraps the OSError of a full disk in a RuntimeError: surface it
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
+        if cause is not None and cause.filename is None:
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
         raise
     _fsync_dir(path.parent)
+
+
+# A write that fails for lack of room or a read-only file system, not because of a bug
+# (EACCES is left out: reading a file one may not read is not a failed write).
+WRITE_FAULTS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def _write_fault_in(e: BaseException) -> OSError | None:
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno in WRITE_FAULTS:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def write_fault(e: BaseException) -> str | None:
+    """One line saying which write failed and why (full disk, size limit, read-only), or
+    None when ``e`` is not such a failure."""
+    cause = _write_fault_in(e)
+    if cause is None:
+        return None
+    where = f"{cause.filename}: " if cause.filename else ""
+    return f"write failed: {where}{cause.strerror or os.strerror(cause.errno)}"
+
+
+def check_writable(root: str | Path, what: str = "results root") -> None:
+    """Refuse at start, with one line, a results root that cannot be written.
+
+    Raises:
+        UserError: the folder cannot be made or a file cannot be created in it.
+    """
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=root)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(f"{root}: {what} is not writable ({e.strerror or e}); choose another "
+                        "with --out or make it writable") from None
 
 
 def _fsync_dir(d: Path) -> None:

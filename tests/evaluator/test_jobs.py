@@ -93,3 +93,88 @@ def test_failing_job_reports_its_error(tmp_path):
     q = JobQueue(tmp_path / "res")
     snap = q.wait(q.submit([str(p)], evaluate=False).id)
     assert snap["state"] == "failed" and "image: required" in snap["message"]
+
+
+# ---- restarts: the journal in the results root -------------------------------------------
+def _budgeted(path):
+    from archspec import load_spec
+    from evaluator.pipeline.budgets import apply_budget, get_budget
+
+    return apply_budget(load_spec(path), get_budget("full"))
+
+
+def _crash_mid_job(root, path, stop_at):
+    """What an app killed mid-job leaves: a run stopped at a checkpoint, still marked
+    running, and a journal whose last word on the job is 'running' (no live owner)."""
+    from evaluator.pipeline.journal import JobJournal
+    from evaluator.training.loop import Cancelled
+
+    def stop(step, loss):
+        if step == stop_at:
+            raise Cancelled("simulated crash")
+
+    res = train(_budgeted(path), root=root, device="cpu", progress=False, on_step=stop)
+    res.run.set_status("running")
+    journal = JobJournal(root)
+    jid, _ = journal.claim_id(1)
+    journal.append({"id": jid, "specs": [str(path)], "budget": "full", "device": "cpu",
+                    "evaluate": False, "overrides": [], "state": "running",
+                    "phase": "train mini", "message": "", "step": stop_at, "runs": [],
+                    "submitted": time.time()})
+    with open(journal.path, "a") as f:
+        f.write('{"id": "job9", "state": "runn')  # a torn last line from the crash
+    return jid, res.run
+
+
+def test_jobs_survive_a_restart_and_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
+    root = tmp_path / "res"
+    p = tmp_path / "mini.yaml"
+    data = mini_spec(train={"steps": 20, "batch_size": 4, "checkpoint_every": 5})
+    p.write_text(yaml.safe_dump(data))
+    crashed, run = _crash_mid_job(root, p, stop_at=10)
+    q1 = JobQueue(root)
+    assert q1.get(crashed)["state"] == "interrupted" and q1.get(crashed)["resumable"]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(mini_spec(train={"steps": 6, "batch_size": 4})))
+    done = q1.submit([str(other)], budget="full", device="cpu", evaluate=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\n")
+    failed = q1.submit([str(bad)], evaluate=False)
+    assert len({crashed, done.id, failed.id}) == 3
+    assert q1.wait(done.id)["state"] == "finished" and q1.wait(failed.id)["state"] == "failed"
+
+    q2 = JobQueue(root)  # the app restarted: everything is listed again
+    snap = {j["id"]: j for j in q2.snapshot()}
+    assert snap[done.id]["state"] == "finished" and snap[done.id]["runs"]
+    assert snap[failed.id]["state"] == "failed" and "image: required" in \
+        snap[failed.id]["message"]
+    assert snap[crashed]["state"] == "interrupted" and "resumable" in snap[crashed]["message"]
+    assert "job9" not in snap  # the torn line is skipped
+    assert not q2.resume(done.id)  # only an interrupted (or cancelled) job resumes
+    assert q2.resume(crashed)
+    assert q2.wait(crashed)["state"] == "finished"
+    assert f"resume at step 10" in run.log_file.read_text()
+    assert [r["step"] for r in run.losses()] == list(range(1, 21))
+    ref = train(spec_from_dict(data), root=tmp_path / "ref", device="cpu", progress=False)
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, load_checkpoint(run.checkpoint_file)["model"][k]), k
+    assert {j["id"]: j["state"] for j in JobQueue(root).snapshot()}[crashed] == "finished"
+
+
+def test_auto_resume_and_two_app_instances_never_run_one_job_twice(tmp_path):
+    root = tmp_path / "res"
+    p = tmp_path / "mini.yaml"
+    p.write_text(yaml.safe_dump(mini_spec(train={"steps": STEPS, "batch_size": 4,
+                                                 "checkpoint_every": 1000})))
+    crashed, run = _crash_mid_job(root, p, stop_at=3)
+    a = JobQueue(root, auto_resume=True)  # resumes on its own
+    assert _wait(lambda: a.get(crashed)["state"] == "running" and a.get(crashed)["step"] > 3)
+    b = JobQueue(root)  # a second app on the same root sees it running, not interrupted
+    assert b.get(crashed)["state"] == "running"
+    assert not b.resume(crashed)
+    assert a.cancel(crashed)
+    assert a.wait(crashed)["state"] == "cancelled"
+    assert _wait(lambda: b.get(crashed) is not None and
+                 {j["id"]: j for j in b.snapshot()}[crashed]["state"] == "cancelled")
+    log = run.log_file.read_text()
+    assert log.count("resume at step") == 1  # one instance resumed it, once
