@@ -149,7 +149,7 @@ def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
                          f"{tuple(target.shape)}")
     err = (pred - target).float()                                            # (B, C, H, W)
     tw = time_weight(t, schedule, loss, prediction).to(err.device)
-    if tw.dim() > 1:     # a per-frequency process (evaluator.processes): weights per bin
+    if tw.dim() > 1:     # a per-frequency process (evaluator.diffusion.processes): weights per bin
         return _per_frequency_loss(err, tw, t, loss, freq_snr)
     if loss.domain == "pixel":
         if loss.freq_weighting != "uniform":

@@ -116,7 +116,7 @@ def process_batch(entry: Any, model: Any, x: torch.Tensor, proc: DiagonalProcess
     after every model call (sigma of the base schedule; x0-hat before clipping).
     """
     from evaluator.diffusion.ksampling import clip_x0
-    from evaluator.diffusion.samplers import _betas_sha256
+    from evaluator.diffusion.schedules import betas_sha256
 
     name, hw = entry.name, x.shape[-2:]
     ts = trailing_timesteps(proc.timesteps, steps)
@@ -141,5 +141,5 @@ def process_batch(entry: Any, model: Any, x: torch.Tensor, proc: DiagonalProcess
     info = {"scheduler": f"per-frequency {FOLLOWERS[name]} (evaluator.diffusion.process_samplers)",
             "scheduler_config": {"process": proc.record(), "timesteps": ts,
                                  "schedule": proc.kind, "prediction_type": prediction},
-            "trained_betas_sha256": _betas_sha256(proc)}
+            "trained_betas_sha256": betas_sha256(proc)}
     return x.to(out_dtype), len(ts), info

@@ -328,11 +328,6 @@ def check_sampler(name: str, clip: str | None = None, prediction: str | None = N
     return SAMPLERS.get(name)
 
 
-def _betas_sha256(schedule: "NoiseSchedule") -> str:
-    betas = schedule.betas.float().tolist()
-    return hashlib.sha256(repr(list(betas)).encode()).hexdigest()[:16]
-
-
 def _fan_out(listeners: list[Callable]) -> Callable | None:
     """One callback calling every listener in order (None when there are none)."""
     if not listeners:
@@ -401,6 +396,8 @@ def _scheduler_batch(entry: Entry, model: "nn.Module", x: "torch.Tensor",
     Returns (x, model calls, settings); ``callback`` (see :func:`sample`) gets the x_t
     before the scheduler's input scaling, and ``sigma`` of the call's timestep.
     """
+    from evaluator.diffusion.schedules import betas_sha256
+
     sched = build_scheduler(entry.name, schedule, prediction, clip)
     sched.set_timesteps(steps, device=x.device)
     x = x * sched.init_noise_sigma
@@ -422,7 +419,7 @@ def _scheduler_batch(entry: Entry, model: "nn.Module", x: "torch.Tensor",
     config.pop("trained_betas", None)
     info = {"scheduler": type(sched).__name__, "scheduler_config": config,
             "step_kwargs": dict(entry.extra["step_kwargs"]),
-            "trained_betas_sha256": _betas_sha256(schedule)}
+            "trained_betas_sha256": betas_sha256(schedule)}
     return x, calls, info
 
 
@@ -452,13 +449,15 @@ def _function_batch(entry: Entry, model: "nn.Module", x: "torch.Tensor",
                     step_gen: "torch.Generator | None",
                     callback: Callable | None) -> tuple["torch.Tensor", int, dict]:
     """Run a registered function sampler from VP noise ``x`` (see :func:`register_function`)."""
+    from evaluator.diffusion.schedules import betas_sha256
+
     sigmas = sigma_grid(schedule, steps)
     den = Denoiser(model, schedule, prediction, clip, callback)
     x = x * float((sigmas[0] ** 2 + 1).sqrt())
     x = entry.extra["function"](den, x, sigmas, generator=step_gen)
     info = {"scheduler": entry.extra["scheduler"],
             "scheduler_config": {"sigmas": [round(float(s), 6) for s in sigmas]},
-            "trained_betas_sha256": _betas_sha256(schedule)}
+            "trained_betas_sha256": betas_sha256(schedule)}
     return x, den.calls, info
 
 

@@ -148,3 +148,9 @@ def check_prediction(prediction: str) -> None:
 # --------------------------------------------------------------------------- losses
 
 
+def betas_sha256(schedule: NoiseSchedule) -> str:
+    """First 16 hex digits of the sha256 of the schedule's betas (recorded with samples)."""
+    import hashlib
+
+    betas = schedule.betas.float().tolist()
+    return hashlib.sha256(repr(list(betas)).encode()).hexdigest()[:16]

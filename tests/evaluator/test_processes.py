@@ -181,7 +181,7 @@ def test_loss_weighting_follows_the_process():
 
 
 def test_power_spectrum_is_cached_with_its_hash(tmp_path, monkeypatch):
-    import evaluator.datasets as datasets
+    import evaluator.data.datasets as datasets
 
     spec = spec_from_dict(mini_spec(diffusion={"timesteps": 50,
                                                "process": {"kind": "equal_snr"}}))

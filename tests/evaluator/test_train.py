@@ -429,7 +429,7 @@ def test_training_follows_the_forward_process_and_records_it(tmp_path):
     metrics.json's train section names the process and the hash of the data spectrum."""
     from diffusers import DDPMScheduler
 
-    from evaluator.processes import spectrum_sha256
+    from evaluator.diffusion.processes import spectrum_sha256
 
     spec = spec_from_dict({
         "name": "equal_snr", "image": {"channels": 1, "size": 8},
