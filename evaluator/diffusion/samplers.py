@@ -38,7 +38,6 @@ Importing this module is cheap (no torch or diffusers); they are imported when s
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from functools import partial
