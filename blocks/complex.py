@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from blocks.core import BlockParams, NoParams, TensorSpec, odd_kernel, register_block
+from blocks.spectral_pad import SpectralPadParams, pad_spectrum
 from blocks.spectral_pool import SpectralDown, SpectralPoolParams, SpectralUp
 
 ConvMode = Literal["native", "gauss", "block"]
@@ -33,7 +34,7 @@ _EPS = 1e-6  # magnitude floor: keeps z/|z| and its gradient finite at z = 0
 
 
 # ----------------------------------------------------------------------------- parameters
-class ComplexConvParams(BlockParams):
+class _ConvFields(BlockParams):
     channels: int = Field(16, gt=0, le=4096, description="output channels (complex)")
     kernel_size: int = Field(3, ge=1, le=15, description="odd kernel size, 'same' padding")
     bias: bool = True
@@ -43,7 +44,11 @@ class ComplexConvParams(BlockParams):
     _odd = field_validator("kernel_size")(odd_kernel)
 
 
-class ComplexConvTransposeParams(ComplexConvParams):
+class ComplexConvParams(SpectralPadParams, _ConvFields):
+    """A 'same' complex conv: the conv fields, then the spectrum-shaped padding."""
+
+
+class ComplexConvTransposeParams(_ConvFields):
     kernel_size: int = Field(4, ge=2, le=16, description="even kernel size, stride 2")
 
     @field_validator("kernel_size")
@@ -79,7 +84,7 @@ class DropoutParams(BlockParams):
     p: float = Field(0.1, ge=0, lt=1, description="probability of zeroing a complex entry")
 
 
-class ResBlockParams(BlockParams):
+class _ResBlockFields(BlockParams):
     channels: int = Field(16, gt=0, le=4096)
     groups: int = Field(8, gt=0, le=1024, description="capped to a divisor of the channels")
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -89,6 +94,10 @@ class ResBlockParams(BlockParams):
     mode: ConvMode = DEFAULT_MODE
 
     _odd = field_validator("kernel_size")(odd_kernel)
+
+
+class ResBlockParams(SpectralPadParams, _ResBlockFields):
+    """The resblock fields, then the spectrum-shaped padding of its two 3x3 convs."""
 
 
 # ----------------------------------------------------------------------------- init
@@ -142,13 +151,19 @@ class ComplexConv2d(nn.Module):
         mode: ``native`` | ``gauss`` | ``block``.
         transposed: stride-2 transposed convolution (2x upsampling of the H, W' grid).
         init: ``he`` or ``glorot`` complex initialisation.
+        padding: ``zeros`` | ``circular`` | ``hermitian`` (:mod:`blocks.spectral_pad`),
+            for the 'same' (not transposed) convolution of a half spectrum.
+        width: image width W for ``hermitian`` padding (default 2*(W'-1)).
     """
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int = 3,
                  bias: bool = True, mode: str = DEFAULT_MODE, transposed: bool = False,
-                 init: str = "he") -> None:
+                 init: str = "he", padding: str = "zeros", width: int | None = None) -> None:
         super().__init__()
+        if transposed and padding != "zeros":
+            raise ValueError(f"{padding} padding applies to 'same' convolutions only")
         self.mode, self.transposed = mode, transposed
+        self.padding, self.width, self.pad = padding, width, kernel_size // 2
         shape = (in_channels, out_channels) if transposed else (out_channels, in_channels)
         self.weight_real = nn.Parameter(torch.empty(*shape, kernel_size, kernel_size))
         self.weight_imag = nn.Parameter(torch.empty(*shape, kernel_size, kernel_size))
@@ -158,9 +173,19 @@ class ComplexConv2d(nn.Module):
             self.op: Callable = partial(F.conv_transpose2d, stride=2, padding=(kernel_size - 2) // 2)
             fan_in, fan_out = in_channels * kernel_size**2 // 4, out_channels * kernel_size**2 // 4
         else:
-            self.op = partial(F.conv2d, padding=kernel_size // 2)
+            # spectrum-shaped padding is done by pad_input, before a padding-free conv
+            self.op = partial(F.conv2d, padding=kernel_size // 2 if padding == "zeros" else 0)
             fan_in, fan_out = in_channels * kernel_size**2, out_channels * kernel_size**2
         complex_init_(self.weight_real, self.weight_imag, max(fan_in, 1), fan_out, init)
+
+    def conj(self, z: Tensor) -> Tensor:
+        return torch.conj(z)
+
+    def pad_input(self, x: Tensor) -> Tensor:
+        """The input with its ``circular``/``hermitian`` padding (as is for ``zeros``)."""
+        if self.padding == "zeros" or self.pad == 0:
+            return x
+        return pad_spectrum(x, self.pad, self.padding, self.width, self.conj)
 
     def parts(self, x_re: Tensor, x_im: Tensor) -> tuple[Tensor, Tensor]:
         """Real and imaginary output parts (no bias) computed with real ops only."""
@@ -174,6 +199,7 @@ class ComplexConv2d(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         # z: (B, Cin, H, W') complex -> (B, Cout, H, W') complex ((2H, 2W') if transposed)
+        z = self.pad_input(z)  # (B, Cin, H+2p, W'+2p) unless zero-padded by the conv
         if self.mode == "native":
             y = self.op(z, torch.complex(self.weight_real, self.weight_imag))
         else:
@@ -369,7 +395,8 @@ class ComplexResBlock(nn.Module):
     The DDPM residual block (Ho et al. 2020) in complex arithmetic: the embedding passes
     SiLU and a real linear layer to ``2*channels`` numbers, used as a complex per-channel
     shift (first half real, second half imaginary). The dual twin swaps the component
-    classes below and nothing else, so both hold the same state dict.
+    classes below and nothing else, so both hold the same state dict. ``padding`` and
+    ``width`` go to both 3x3 convs (spectrum-shaped padding, :mod:`blocks.spectral_pad`).
     """
 
     conv_cls, linear_cls = ComplexConv2d, ComplexLinear
@@ -379,18 +406,20 @@ class ComplexResBlock(nn.Module):
 
     def __init__(self, *, in_channels: int, channels: int, emb_dim: int | None = None,
                  groups: int = 8, dropout: float = 0.0, kernel_size: int = 3,
-                 norm: str = "group", act: str = "crelu", mode: str = DEFAULT_MODE) -> None:
+                 norm: str = "group", act: str = "crelu", mode: str = DEFAULT_MODE,
+                 padding: str = "zeros", width: int | None = None) -> None:
         super().__init__()
+        pad = {"padding": padding, "width": width}
         self.norm1 = self._norm(norm, in_channels, groups)
         self.act1 = self._act(act, in_channels)
         self.conv1 = self.conv_cls(in_channels=in_channels, out_channels=channels,
-                                   kernel_size=kernel_size, mode=mode)
+                                   kernel_size=kernel_size, mode=mode, **pad)
         self.emb_proj = nn.Linear(emb_dim, 2 * channels) if emb_dim else None
         self.norm2 = self._norm(norm, channels, groups)
         self.act2 = self._act(act, channels)
         self.dropout = self.dropout_cls(p=dropout)
         self.conv2 = self.conv_cls(in_channels=channels, out_channels=channels,
-                                   kernel_size=kernel_size, mode=mode)
+                                   kernel_size=kernel_size, mode=mode, **pad)
         self.skip = (self.linear_cls(in_channels=in_channels, out_channels=channels, mode=mode)
                      if in_channels != channels else nn.Identity())
 

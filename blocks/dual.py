@@ -36,6 +36,7 @@ def _mag(x_re: Tensor, x_im: Tensor) -> Tensor:
 class _DualConvForward:
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, 2Cin, H, W') -> (B, 2Cout, H, W') ((2H, 2W') if transposed)
+        x = self.pad_input(x)  # (B, 2Cin, H+2p, W'+2p) unless zero-padded by the conv
         if self.mode == "gauss":
             y = torch.cat(self.parts(*x.chunk(2, 1)), 1)
         else:  # "block"; "native" has no complex dtype here, so it is the block form too
@@ -43,6 +44,11 @@ class _DualConvForward:
         if self.bias_real is not None:
             y = y + torch.cat([self.bias_real, self.bias_imag])[:, None, None]
         return y
+
+
+    def conj(self, x: Tensor) -> Tensor:
+        x_re, x_im = x.chunk(2, 1)  # conjugation flips the imaginary half's sign
+        return torch.cat([x_re, -x_im], 1)
 
 
 class DualConv2d(_DualConvForward, ComplexConv2d):
