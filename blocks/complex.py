@@ -33,6 +33,45 @@ DEFAULT_MODE: ConvMode = "block"
 _EPS = 1e-6  # magnitude floor: keeps z/|z| and its gradient finite at z = 0
 
 
+# ----------------------------------------------------------------------------- stacked layout
+# Every layer below also has ``stacked(x)``: the same function on the real (B, 2C, H, W')
+# [re; im] layout. The dual twins' forward is ``stacked``, and the complex resblock runs
+# its whole body through it (one split of the input, one complex rebuild at the end):
+# real contiguous ops instead of strided ``z.real``/``z.imag`` views and a complex tensor
+# rebuilt after every layer, which is most of what a complex block costs on the CPU.
+def stack(z: Tensor) -> Tensor:
+    """(B, C, ...) complex -> (B, 2C, ...) real, real parts first."""
+    return torch.cat([z.real, z.imag], 1)
+
+
+def unstack(x: Tensor) -> Tensor:
+    """(B, 2C, ...) real [re; im] -> (B, C, ...) complex."""
+    return torch.complex(*x.chunk(2, 1))
+
+
+def conj_stacked(x: Tensor) -> Tensor:
+    """Complex conjugate in the stacked layout: the imaginary half changes sign."""
+    x_re, x_im = x.chunk(2, 1)
+    return torch.cat([x_re, -x_im], 1)
+
+
+def both(t: Tensor) -> Tensor:
+    """A per-complex-entry factor (B, C, ...) applied to re and im halves: (B, 2C, ...)."""
+    return torch.cat([t, t], 1)
+
+
+def magnitude(x_re: Tensor, x_im: Tensor) -> Tensor:
+    """max(|z|, eps) from parts; the clamp keeps the sqrt's gradient finite at 0."""
+    return torch.sqrt((x_re.square() + x_im.square()).clamp_min(_EPS**2))
+
+
+class NoLayer(nn.Identity):
+    """Identity in either layout (norm ``none``, a skip between equal widths)."""
+
+    def stacked(self, x: Tensor) -> Tensor:
+        return x
+
+
 # ----------------------------------------------------------------------------- parameters
 class _ConvFields(BlockParams):
     channels: int = Field(16, gt=0, le=4096, description="output channels (complex)")
@@ -178,14 +217,11 @@ class ComplexConv2d(nn.Module):
             fan_in, fan_out = in_channels * kernel_size**2, out_channels * kernel_size**2
         complex_init_(self.weight_real, self.weight_imag, max(fan_in, 1), fan_out, init)
 
-    def conj(self, z: Tensor) -> Tensor:
-        return torch.conj(z)
-
-    def pad_input(self, x: Tensor) -> Tensor:
+    def pad_input(self, x: Tensor, conj: Callable[[Tensor], Tensor]) -> Tensor:
         """The input with its ``circular``/``hermitian`` padding (as is for ``zeros``)."""
         if self.padding == "zeros" or self.pad == 0:
             return x
-        return pad_spectrum(x, self.pad, self.padding, self.width, self.conj)
+        return pad_spectrum(x, self.pad, self.padding, self.width, conj)
 
     def parts(self, x_re: Tensor, x_im: Tensor) -> tuple[Tensor, Tensor]:
         """Real and imaginary output parts (no bias) computed with real ops only."""
@@ -199,13 +235,24 @@ class ComplexConv2d(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         # z: (B, Cin, H, W') complex -> (B, Cout, H, W') complex ((2H, 2W') if transposed)
-        z = self.pad_input(z)  # (B, Cin, H+2p, W'+2p) unless zero-padded by the conv
+        z = self.pad_input(z, torch.conj)  # (B, Cin, H+2p, W'+2p) unless the conv pads zeros
         if self.mode == "native":
             y = self.op(z, torch.complex(self.weight_real, self.weight_imag))
         else:
             y = torch.complex(*self.parts(z.real, z.imag))
         if self.bias_real is not None:
             y = y + torch.complex(self.bias_real, self.bias_imag)[:, None, None]
+        return y
+
+    def stacked(self, x: Tensor) -> Tensor:
+        # x: (B, 2Cin, H, W') -> (B, 2Cout, H, W') ((2H, 2W') if transposed)
+        x = self.pad_input(x, conj_stacked)  # (B, 2Cin, H+2p, W'+2p) unless conv pads zeros
+        if self.mode == "gauss":
+            y = torch.cat(self.parts(*x.chunk(2, 1)), 1)
+        else:  # "block"; "native" needs a complex dtype, so it is the block form here
+            y = self.op(x, block_weight(self.weight_real, self.weight_imag, self.transposed))
+        if self.bias_real is not None:
+            y = y + torch.cat([self.bias_real, self.bias_imag])[:, None, None]
         return y
 
 
@@ -303,6 +350,9 @@ class ComplexBatchNorm2d(nn.Module):
         # (B, C, H, W') complex -> same
         return torch.complex(*self.normalize_parts(z.real, z.imag))
 
+    def stacked(self, x: Tensor) -> Tensor:
+        return torch.cat(self.normalize_parts(*x.chunk(2, 1)), 1)  # (B, 2C, H, W')
+
 
 class ComplexGroupNorm(nn.Module):
     """Magnitude-RMS group norm: ``z / sqrt(mean_group |z|^2 + eps) * g + b``.
@@ -333,6 +383,18 @@ class ComplexGroupNorm(nn.Module):
         scale = self.inv_rms(z.real.square() + z.imag.square()) * self.gain[:, None, None]
         return z * scale + torch.complex(self.bias_real, self.bias_imag)[:, None, None]
 
+    def stacked(self, x: Tensor) -> Tensor:
+        # x: (B, 2C, H, W') -> same. A group's re and im planes sit at the same offset of
+        # each half, so (B, 2, G, n) views gather them without a copy: the group power
+        # sum |z|^2 is one reduction, and scale-and-shift one fused addcmul.
+        b, c = x.shape[0], x.shape[1] // 2
+        n = x[0, 0].numel() * (c // self.groups)  # complex entries per group
+        power = x.square().view(b, 2, self.groups, -1).sum((1, 3))  # (B, G)
+        inv = torch.rsqrt(power / n + self.eps).repeat_interleave(c // self.groups, 1)
+        bias = torch.stack([self.bias_real, self.bias_imag])[:, :, None]  # (2, C, 1)
+        y = torch.addcmul(bias, x.view(b, 2, c, -1), (inv * self.gain)[:, None, :, None])
+        return y.view_as(x)
+
 
 # ----------------------------------------------------------------------------- activations
 class ModReLU(nn.Module):
@@ -347,12 +409,19 @@ class ModReLU(nn.Module):
         mag = z.abs().clamp_min(_EPS)  # (B, C, H, W') real
         return z * (F.relu(mag + self.bias[:, None, None]) / mag)
 
+    def stacked(self, x: Tensor) -> Tensor:
+        mag = magnitude(*x.chunk(2, 1))  # (B, C, H, W')
+        return x * both(F.relu(mag + self.bias[:, None, None]) / mag)
+
 
 class CReLU(nn.Module):
     """CReLU ``relu(Re z) + i relu(Im z)`` (Trabelsi et al. 2018)."""
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.complex(F.relu(z.real), F.relu(z.imag))
+
+    def stacked(self, x: Tensor) -> Tensor:
+        return F.relu(x)  # on [re; im] CReLU is a plain ReLU
 
 
 class ZReLU(nn.Module):
@@ -362,6 +431,10 @@ class ZReLU(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         return z * ((z.real >= 0) & (z.imag >= 0))
 
+    def stacked(self, x: Tensor) -> Tensor:
+        x_re, x_im = x.chunk(2, 1)
+        return x * both((x_re >= 0) & (x_im >= 0))
+
 
 class Cardioid(nn.Module):
     """Cardioid ``(1 + cos arg z) / 2 * z`` (Virtue et al. 2017, "Better than Real"):
@@ -369,6 +442,10 @@ class Cardioid(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return z * (0.5 * (1.0 + z.real / z.abs().clamp_min(_EPS)))
+
+    def stacked(self, x: Tensor) -> Tensor:
+        x_re, x_im = x.chunk(2, 1)
+        return x * both(0.5 * (1.0 + x_re / magnitude(x_re, x_im)))
 
 
 class ComplexDropout(nn.Module):
@@ -386,6 +463,12 @@ class ComplexDropout(nn.Module):
         if not self.training or self.p == 0:
             return z
         return z * self.mask(z.shape, z.real)
+
+    def stacked(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        b, c2 = x.shape[:2]  # the same draws as the complex form: one per complex entry
+        return x * both(self.mask((b, c2 // 2, *x.shape[2:]), x))
 
 
 # ----------------------------------------------------------------------------- resblock
@@ -421,11 +504,12 @@ class ComplexResBlock(nn.Module):
         self.conv2 = self.conv_cls(in_channels=channels, out_channels=channels,
                                    kernel_size=kernel_size, mode=mode, **pad)
         self.skip = (self.linear_cls(in_channels=in_channels, out_channels=channels, mode=mode)
-                     if in_channels != channels else nn.Identity())
+                     if in_channels != channels else NoLayer())
+        self.mode = mode
 
     def _norm(self, norm: str, c: int, groups: int) -> nn.Module:
         if norm == "none":
-            return nn.Identity()
+            return NoLayer()
         if norm == "group":
             return self.norm_cls["group"](num_channels=c, groups=math.gcd(groups, c))
         return self.norm_cls["batch"](num_channels=c)
@@ -437,14 +521,32 @@ class ComplexResBlock(nn.Module):
         c = h.shape[1]  # shift: (B, 2C) real -> complex (B, C, 1, 1)
         return h + torch.complex(shift[:, :c], shift[:, c:])[:, :, None, None]
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        h = self.conv1(self.act1(self.norm1(x)))
+    def _check_emb(self, emb: Tensor | None) -> None:
         if (emb is None) != (self.emb_proj is None):
             raise ValueError("resblock: embedding input given/missing at call but not at build")
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        # x: (B, Cin, H, W') complex -> (B, C, H, W') complex
+        if self.mode == "native":  # the complex-autograd form keeps complex tensors
+            return self.complex_forward(x, emb)
+        return unstack(self.stacked(stack(x), emb))  # the same function, real ops inside
+
+    def complex_forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        h = self.conv1(self.act1(self.norm1(x)))
+        self._check_emb(emb)
         if emb is not None:
             h = self.add_shift(h, self.emb_proj(F.silu(emb)))  # emb: (B, D)
         h = self.conv2(self.dropout(self.act2(self.norm2(h))))
         return self.skip(x) + h
+
+    def stacked(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        # x: (B, 2Cin, H, W') [re; im] real -> (B, 2C, H, W')
+        h = self.conv1.stacked(self.act1.stacked(self.norm1.stacked(x)))
+        self._check_emb(emb)
+        if emb is not None:  # (B, 2C): the real shifts then the imaginary ones, as h
+            h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
+        h = self.conv2.stacked(self.dropout.stacked(self.act2.stacked(self.norm2.stacked(h))))
+        return self.skip.stacked(x) + h
 
 
 # ----------------------------------------------------------------------------- registration
