@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from blocks.core import BlockParams, odd_kernel
+from blocks.spectral_pad import SpectralPadParams, pad_spectrum
 from blocks.spectral_pool import SpectralDown, SpectralUp
 
 ConvMode = Literal["native", "gauss", "block"]
@@ -32,8 +33,47 @@ DEFAULT_MODE: ConvMode = "block"
 _EPS = 1e-6  # magnitude floor: keeps z/|z| and its gradient finite at z = 0
 
 
+# ----------------------------------------------------------------------------- stacked layout
+# Every layer below also has ``stacked(x)``: the same function on the real (B, 2C, H, W')
+# [re; im] layout. The dual twins' forward is ``stacked``, and the complex resblock runs
+# its whole body through it (one split of the input, one complex rebuild at the end):
+# real contiguous ops instead of strided ``z.real``/``z.imag`` views and a complex tensor
+# rebuilt after every layer, which is most of what a complex block costs on the CPU.
+def stack(z: Tensor) -> Tensor:
+    """(B, C, ...) complex -> (B, 2C, ...) real, real parts first."""
+    return torch.cat([z.real, z.imag], 1)
+
+
+def unstack(x: Tensor) -> Tensor:
+    """(B, 2C, ...) real [re; im] -> (B, C, ...) complex."""
+    return torch.complex(*x.chunk(2, 1))
+
+
+def conj_stacked(x: Tensor) -> Tensor:
+    """Complex conjugate in the stacked layout: the imaginary half changes sign."""
+    x_re, x_im = x.chunk(2, 1)
+    return torch.cat([x_re, -x_im], 1)
+
+
+def both(t: Tensor) -> Tensor:
+    """A per-complex-entry factor (B, C, ...) applied to re and im halves: (B, 2C, ...)."""
+    return torch.cat([t, t], 1)
+
+
+def magnitude(x_re: Tensor, x_im: Tensor) -> Tensor:
+    """max(|z|, eps) from parts; the clamp keeps the sqrt's gradient finite at 0."""
+    return torch.sqrt((x_re.square() + x_im.square()).clamp_min(_EPS**2))
+
+
+class NoLayer(nn.Identity):
+    """Identity in either layout (norm ``none``, a skip between equal widths)."""
+
+    def stacked(self, x: Tensor) -> Tensor:
+        return x
+
+
 # ----------------------------------------------------------------------------- parameters
-class ComplexConvParams(BlockParams):
+class _ConvFields(BlockParams):
     channels: int = Field(16, gt=0, le=4096, description="output channels (complex)")
     kernel_size: int = Field(3, ge=1, le=15, description="odd kernel size, 'same' padding")
     bias: bool = True
@@ -43,7 +83,11 @@ class ComplexConvParams(BlockParams):
     _odd = field_validator("kernel_size")(odd_kernel)
 
 
-class ComplexConvTransposeParams(ComplexConvParams):
+class ComplexConvParams(SpectralPadParams, _ConvFields):
+    """A 'same' complex conv: the conv fields, then the spectrum-shaped padding."""
+
+
+class ComplexConvTransposeParams(_ConvFields):
     kernel_size: int = Field(4, ge=2, le=16, description="even kernel size, stride 2")
 
     @field_validator("kernel_size")
@@ -79,7 +123,7 @@ class DropoutParams(BlockParams):
     p: float = Field(0.1, ge=0, lt=1, description="probability of zeroing a complex entry")
 
 
-class ResBlockParams(BlockParams):
+class _ResBlockFields(BlockParams):
     channels: int = Field(16, gt=0, le=4096)
     groups: int = Field(8, gt=0, le=1024, description="capped to a divisor of the channels")
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -89,6 +133,10 @@ class ResBlockParams(BlockParams):
     mode: ConvMode = DEFAULT_MODE
 
     _odd = field_validator("kernel_size")(odd_kernel)
+
+
+class ResBlockParams(SpectralPadParams, _ResBlockFields):
+    """The resblock fields, then the spectrum-shaped padding of its two 3x3 convs."""
 
 
 # ----------------------------------------------------------------------------- init
@@ -142,13 +190,19 @@ class ComplexConv2d(nn.Module):
         mode: ``native`` | ``gauss`` | ``block``.
         transposed: stride-2 transposed convolution (2x upsampling of the H, W' grid).
         init: ``he`` or ``glorot`` complex initialisation.
+        padding: ``zeros`` | ``circular`` | ``hermitian`` (:mod:`blocks.spectral_pad`),
+            for the 'same' (not transposed) convolution of a half spectrum.
+        width: image width W for ``hermitian`` padding (default 2*(W'-1)).
     """
 
     def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int = 3,
                  bias: bool = True, mode: str = DEFAULT_MODE, transposed: bool = False,
-                 init: str = "he") -> None:
+                 init: str = "he", padding: str = "zeros", width: int | None = None) -> None:
         super().__init__()
+        if transposed and padding != "zeros":
+            raise ValueError(f"{padding} padding applies to 'same' convolutions only")
         self.mode, self.transposed = mode, transposed
+        self.padding, self.width, self.pad = padding, width, kernel_size // 2
         shape = (in_channels, out_channels) if transposed else (out_channels, in_channels)
         self.weight_real = nn.Parameter(torch.empty(*shape, kernel_size, kernel_size))
         self.weight_imag = nn.Parameter(torch.empty(*shape, kernel_size, kernel_size))
@@ -158,9 +212,16 @@ class ComplexConv2d(nn.Module):
             self.op: Callable = partial(F.conv_transpose2d, stride=2, padding=(kernel_size - 2) // 2)
             fan_in, fan_out = in_channels * kernel_size**2 // 4, out_channels * kernel_size**2 // 4
         else:
-            self.op = partial(F.conv2d, padding=kernel_size // 2)
+            # spectrum-shaped padding is done by pad_input, before a padding-free conv
+            self.op = partial(F.conv2d, padding=kernel_size // 2 if padding == "zeros" else 0)
             fan_in, fan_out = in_channels * kernel_size**2, out_channels * kernel_size**2
         complex_init_(self.weight_real, self.weight_imag, max(fan_in, 1), fan_out, init)
+
+    def pad_input(self, x: Tensor, conj: Callable[[Tensor], Tensor]) -> Tensor:
+        """The input with its ``circular``/``hermitian`` padding (as is for ``zeros``)."""
+        if self.padding == "zeros" or self.pad == 0:
+            return x
+        return pad_spectrum(x, self.pad, self.padding, self.width, conj)
 
     def parts(self, x_re: Tensor, x_im: Tensor) -> tuple[Tensor, Tensor]:
         """Real and imaginary output parts (no bias) computed with real ops only."""
@@ -174,12 +235,24 @@ class ComplexConv2d(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         # z: (B, Cin, H, W') complex -> (B, Cout, H, W') complex ((2H, 2W') if transposed)
+        z = self.pad_input(z, torch.conj)  # (B, Cin, H+2p, W'+2p) unless the conv pads zeros
         if self.mode == "native":
             y = self.op(z, torch.complex(self.weight_real, self.weight_imag))
         else:
             y = torch.complex(*self.parts(z.real, z.imag))
         if self.bias_real is not None:
             y = y + torch.complex(self.bias_real, self.bias_imag)[:, None, None]
+        return y
+
+    def stacked(self, x: Tensor) -> Tensor:
+        # x: (B, 2Cin, H, W') -> (B, 2Cout, H, W') ((2H, 2W') if transposed)
+        x = self.pad_input(x, conj_stacked)  # (B, 2Cin, H+2p, W'+2p) unless conv pads zeros
+        if self.mode == "gauss":
+            y = torch.cat(self.parts(*x.chunk(2, 1)), 1)
+        else:  # "block"; "native" needs a complex dtype, so it is the block form here
+            y = self.op(x, block_weight(self.weight_real, self.weight_imag, self.transposed))
+        if self.bias_real is not None:
+            y = y + torch.cat([self.bias_real, self.bias_imag])[:, None, None]
         return y
 
 
@@ -277,6 +350,9 @@ class ComplexBatchNorm2d(nn.Module):
         # (B, C, H, W') complex -> same
         return torch.complex(*self.normalize_parts(z.real, z.imag))
 
+    def stacked(self, x: Tensor) -> Tensor:
+        return torch.cat(self.normalize_parts(*x.chunk(2, 1)), 1)  # (B, 2C, H, W')
+
 
 class ComplexGroupNorm(nn.Module):
     """Magnitude-RMS group norm: ``z / sqrt(mean_group |z|^2 + eps) * g + b``.
@@ -307,6 +383,18 @@ class ComplexGroupNorm(nn.Module):
         scale = self.inv_rms(z.real.square() + z.imag.square()) * self.gain[:, None, None]
         return z * scale + torch.complex(self.bias_real, self.bias_imag)[:, None, None]
 
+    def stacked(self, x: Tensor) -> Tensor:
+        # x: (B, 2C, H, W') -> same. A group's re and im planes sit at the same offset of
+        # each half, so (B, 2, G, n) views gather them without a copy: the group power
+        # sum |z|^2 is one reduction, and scale-and-shift one fused addcmul.
+        b, c = x.shape[0], x.shape[1] // 2
+        n = x[0, 0].numel() * (c // self.groups)  # complex entries per group
+        power = x.square().view(b, 2, self.groups, -1).sum((1, 3))  # (B, G)
+        inv = torch.rsqrt(power / n + self.eps).repeat_interleave(c // self.groups, 1)
+        bias = torch.stack([self.bias_real, self.bias_imag])[:, :, None]  # (2, C, 1)
+        y = torch.addcmul(bias, x.view(b, 2, c, -1), (inv * self.gain)[:, None, :, None])
+        return y.view_as(x)
+
 
 # ----------------------------------------------------------------------------- activations
 class ModReLU(nn.Module):
@@ -321,12 +409,19 @@ class ModReLU(nn.Module):
         mag = z.abs().clamp_min(_EPS)  # (B, C, H, W') real
         return z * (F.relu(mag + self.bias[:, None, None]) / mag)
 
+    def stacked(self, x: Tensor) -> Tensor:
+        mag = magnitude(*x.chunk(2, 1))  # (B, C, H, W')
+        return x * both(F.relu(mag + self.bias[:, None, None]) / mag)
+
 
 class CReLU(nn.Module):
     """CReLU ``relu(Re z) + i relu(Im z)`` (Trabelsi et al. 2018)."""
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.complex(F.relu(z.real), F.relu(z.imag))
+
+    def stacked(self, x: Tensor) -> Tensor:
+        return F.relu(x)  # on [re; im] CReLU is a plain ReLU
 
 
 class ZReLU(nn.Module):
@@ -336,6 +431,10 @@ class ZReLU(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         return z * ((z.real >= 0) & (z.imag >= 0))
 
+    def stacked(self, x: Tensor) -> Tensor:
+        x_re, x_im = x.chunk(2, 1)
+        return x * both((x_re >= 0) & (x_im >= 0))
+
 
 class Cardioid(nn.Module):
     """Cardioid ``(1 + cos arg z) / 2 * z`` (Virtue et al. 2017, "Better than Real"):
@@ -343,6 +442,10 @@ class Cardioid(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return z * (0.5 * (1.0 + z.real / z.abs().clamp_min(_EPS)))
+
+    def stacked(self, x: Tensor) -> Tensor:
+        x_re, x_im = x.chunk(2, 1)
+        return x * both(0.5 * (1.0 + x_re / magnitude(x_re, x_im)))
 
 
 class ComplexDropout(nn.Module):
@@ -361,6 +464,12 @@ class ComplexDropout(nn.Module):
             return z
         return z * self.mask(z.shape, z.real)
 
+    def stacked(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        b, c2 = x.shape[:2]  # the same draws as the complex form: one per complex entry
+        return x * both(self.mask((b, c2 // 2, *x.shape[2:]), x))
+
 
 # ----------------------------------------------------------------------------- resblock
 class ComplexResBlock(nn.Module):
@@ -369,7 +478,8 @@ class ComplexResBlock(nn.Module):
     The DDPM residual block (Ho et al. 2020) in complex arithmetic: the embedding passes
     SiLU and a real linear layer to ``2*channels`` numbers, used as a complex per-channel
     shift (first half real, second half imaginary). The dual twin swaps the component
-    classes below and nothing else, so both hold the same state dict.
+    classes below and nothing else, so both hold the same state dict. ``padding`` and
+    ``width`` go to both 3x3 convs (spectrum-shaped padding, :mod:`blocks.spectral_pad`).
     """
 
     conv_cls, linear_cls = ComplexConv2d, ComplexLinear
@@ -379,24 +489,27 @@ class ComplexResBlock(nn.Module):
 
     def __init__(self, *, in_channels: int, channels: int, emb_dim: int | None = None,
                  groups: int = 8, dropout: float = 0.0, kernel_size: int = 3,
-                 norm: str = "group", act: str = "crelu", mode: str = DEFAULT_MODE) -> None:
+                 norm: str = "group", act: str = "crelu", mode: str = DEFAULT_MODE,
+                 padding: str = "zeros", width: int | None = None) -> None:
         super().__init__()
+        pad = {"padding": padding, "width": width}
         self.norm1 = self._norm(norm, in_channels, groups)
         self.act1 = self._act(act, in_channels)
         self.conv1 = self.conv_cls(in_channels=in_channels, out_channels=channels,
-                                   kernel_size=kernel_size, mode=mode)
+                                   kernel_size=kernel_size, mode=mode, **pad)
         self.emb_proj = nn.Linear(emb_dim, 2 * channels) if emb_dim else None
         self.norm2 = self._norm(norm, channels, groups)
         self.act2 = self._act(act, channels)
         self.dropout = self.dropout_cls(p=dropout)
         self.conv2 = self.conv_cls(in_channels=channels, out_channels=channels,
-                                   kernel_size=kernel_size, mode=mode)
+                                   kernel_size=kernel_size, mode=mode, **pad)
         self.skip = (self.linear_cls(in_channels=in_channels, out_channels=channels, mode=mode)
-                     if in_channels != channels else nn.Identity())
+                     if in_channels != channels else NoLayer())
+        self.mode = mode
 
     def _norm(self, norm: str, c: int, groups: int) -> nn.Module:
         if norm == "none":
-            return nn.Identity()
+            return NoLayer()
         if norm == "group":
             return self.norm_cls["group"](num_channels=c, groups=math.gcd(groups, c))
         return self.norm_cls["batch"](num_channels=c)
@@ -408,14 +521,32 @@ class ComplexResBlock(nn.Module):
         c = h.shape[1]  # shift: (B, 2C) real -> complex (B, C, 1, 1)
         return h + torch.complex(shift[:, :c], shift[:, c:])[:, :, None, None]
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        h = self.conv1(self.act1(self.norm1(x)))
+    def _check_emb(self, emb: Tensor | None) -> None:
         if (emb is None) != (self.emb_proj is None):
             raise ValueError("resblock: embedding input given/missing at call but not at build")
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        # x: (B, Cin, H, W') complex -> (B, C, H, W') complex
+        if self.mode == "native":  # the complex-autograd form keeps complex tensors
+            return self.complex_forward(x, emb)
+        return unstack(self.stacked(stack(x), emb))  # the same function, real ops inside
+
+    def complex_forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        h = self.conv1(self.act1(self.norm1(x)))
+        self._check_emb(emb)
         if emb is not None:
             h = self.add_shift(h, self.emb_proj(F.silu(emb)))  # emb: (B, D)
         h = self.conv2(self.dropout(self.act2(self.norm2(h))))
         return self.skip(x) + h
+
+    def stacked(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        # x: (B, 2Cin, H, W') [re; im] real -> (B, 2C, H, W')
+        h = self.conv1.stacked(self.act1.stacked(self.norm1.stacked(x)))
+        self._check_emb(emb)
+        if emb is not None:  # (B, 2C): the real shifts then the imaginary ones, as h
+            h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
+        h = self.conv2.stacked(self.dropout.stacked(self.act2.stacked(self.norm2.stacked(h))))
+        return self.skip.stacked(x) + h
 
 
 def _linear_op(x: Tensor, w: Tensor) -> Tensor:

@@ -9,36 +9,17 @@ twins take the same parameter model and hold the same state dict: swap ``complex
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.complex import (_EPS, CReLU, Cardioid, ComplexBatchNorm2d, ComplexConv2d,
+from blocks.complex import (CReLU, Cardioid, ComplexBatchNorm2d, ComplexConv2d,
                             ComplexConvTranspose2d, ComplexDropout, ComplexGroupNorm,
                             ComplexLinear, ComplexResBlock, ModReLU, SpectralDown, SpectralUp,
-                            ZReLU, block_weight)
-
-
-def _both(t: Tensor) -> Tensor:
-    """A per-complex-entry factor (B, C, ...) applied to re and im halves: (B, 2C, ...)."""
-    return torch.cat([t, t], 1)
-
-
-def _mag(x_re: Tensor, x_im: Tensor) -> Tensor:
-    """max(|z|, eps) from parts; the clamp keeps the sqrt's gradient finite at 0."""
-    return torch.sqrt((x_re.square() + x_im.square()).clamp_min(_EPS**2))
+                            ZReLU, conj_stacked)
 
 
 class _DualConvForward:
     def forward(self, x: Tensor) -> Tensor:
-        # x: (B, 2Cin, H, W') -> (B, 2Cout, H, W') ((2H, 2W') if transposed)
-        if self.mode == "gauss":
-            y = torch.cat(self.parts(*x.chunk(2, 1)), 1)
-        else:  # "block"; "native" has no complex dtype here, so it is the block form too
-            y = self.op(x, block_weight(self.weight_real, self.weight_imag, self.transposed))
-        if self.bias_real is not None:
-            y = y + torch.cat([self.bias_real, self.bias_imag])[:, None, None]
-        return y
+        return self.stacked(x)  # (B, 2Cin, H, W') -> (B, 2Cout, H, W') ((2H, 2W') transposed)
 
 
 class DualConv2d(_DualConvForward, ComplexConv2d):
@@ -58,57 +39,49 @@ class DualBatchNorm2d(ComplexBatchNorm2d):
     """Trabelsi 2x2 covariance-whitening batch norm on stacked [re; im] channels."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat(self.normalize_parts(*x.chunk(2, 1)), 1)
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualGroupNorm(ComplexGroupNorm):
     """Magnitude-RMS group norm on stacked [re; im] channels (real gain, complex bias)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x_re, x_im = x.chunk(2, 1)  # (B, C, H, W') each
-        scale = self.inv_rms(x_re.square() + x_im.square()) * self.gain[:, None, None]
-        return x * _both(scale) + torch.cat([self.bias_real, self.bias_imag])[:, None, None]
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualModReLU(ModReLU):
     """modReLU relu(|z| + b) z/|z| on stacked [re; im] channels (Arjovsky et al. 2016)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        mag = _mag(*x.chunk(2, 1))
-        return x * _both(F.relu(mag + self.bias[:, None, None]) / mag)
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualCReLU(CReLU):
     """CReLU on stacked [re; im] channels: a plain ReLU."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualZReLU(ZReLU):
     """zReLU (keep first-quadrant entries) on stacked [re; im] channels (Guberman 2016)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x_re, x_im = x.chunk(2, 1)
-        return x * _both((x_re >= 0) & (x_im >= 0))
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualCardioid(Cardioid):
     """Cardioid (1 + cos arg z)/2 * z on stacked [re; im] channels (Virtue et al. 2017)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x_re, x_im = x.chunk(2, 1)
-        return x * _both(0.5 * (1.0 + x_re / _mag(x_re, x_im)))
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualDropout(ComplexDropout):
     """Drops whole complex entries (same mask on the re and im halves), scaled 1/(1-p)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        b, c2 = x.shape[:2]
-        return x * _both(self.mask((b, c2 // 2, *x.shape[2:]), x))
+        return self.stacked(x)  # (B, 2C, H, W') -> same
 
 
 class DualResBlock(ComplexResBlock):
@@ -120,14 +93,13 @@ class DualResBlock(ComplexResBlock):
                "cardioid": DualCardioid}
     dropout_cls = DualDropout
 
-    def add_shift(self, h: Tensor, shift: Tensor) -> Tensor:
-        return h + shift[:, :, None, None]  # (B, 2C): re shifts then im shifts, as h
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        return self.stacked(x, emb)  # (B, 2Cin, H, W') -> (B, 2C, H, W')
 
 
 class _DualConj:
     def conj(self, x: Tensor) -> Tensor:
-        x_re, x_im = x.chunk(2, 1)
-        return torch.cat([x_re, -x_im], 1)
+        return conj_stacked(x)  # the imaginary half changes sign
 
 
 class DualDown(_DualConj, SpectralDown):

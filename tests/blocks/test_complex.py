@@ -120,7 +120,9 @@ def test_conv_param_validation():
     with pytest.raises(ValueError, match="kernel_size must be even"):
         get_block("complex_conv_transpose").params(channels=4, kernel_size=3)
     with pytest.raises(ValueError, match="extra"):
-        get_block("complex_conv").params(channels=4, padding=1)
+        get_block("complex_conv").params(channels=4, stride=1)
+    with pytest.raises(ValueError, match="'zeros', 'circular' or 'hermitian'"):
+        get_block("complex_conv").params(channels=4, padding=1)  # a mode, not a size
 
 
 # ------------------------------------------------------------------ normalisation
