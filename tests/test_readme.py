@@ -15,7 +15,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-MEASURED_DOCS = sorted([ROOT / "docs" / "performance.md", *(ROOT / "docs" / "results").glob("*.md")])
+MEASURED_DOCS = sorted([ROOT / "docs" / "performance.md", ROOT / "docs" / "processes.md",
+                        *(ROOT / "docs" / "results").glob("*.md")])
 
 
 def _block_after(marker: str, lang: str) -> str:
@@ -159,8 +160,8 @@ def _tables(text: str):
 
 
 def test_every_measured_table_has_its_command_date_commit_and_machine():
-    assert {p.name for p in MEASURED_DOCS} >= {"performance.md", "demo.md", "samplers.md",
-                                                "ablations.md"}
+    assert {p.name for p in MEASURED_DOCS} >= {"performance.md", "processes.md", "demo.md",
+                                                "samplers.md", "ablations.md"}
     count = 0
     for path in MEASURED_DOCS:
         for lead, table in _tables(path.read_text()):
