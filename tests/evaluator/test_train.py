@@ -433,7 +433,7 @@ def test_training_follows_the_forward_process_and_records_it(tmp_path):
 
     spec = spec_from_dict({
         "name": "equal_snr", "image": {"channels": 1, "size": 8},
-        "model": {"nodes": {"x": {"block": "input"}}, "output": "x"},
+        "model": PLACEHOLDER_MODEL,
         "diffusion": {"schedule": "linear", "timesteps": 1000,
                       "process": {"kind": "equal_snr", "floor": 0.01}},
         "train": {"steps": 1, "batch_size": 8, "lr": 1e-3, "seed": 3, "dataset": "synthetic8"}})
