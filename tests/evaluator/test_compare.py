@@ -54,7 +54,7 @@ def test_check_nfes():
 def test_divergence_flags_non_finite_and_exploding():
     torch.manual_seed(0)
     x = torch.randn(8, 1, 8, 8) * 0.3
-    from evaluator.metrics.spectral import band_energies
+    from evaluator.measure.spectral import band_energies
 
     data = band_energies(x, 3).tolist()
     assert divergence(x, data) is None
@@ -98,7 +98,7 @@ def test_report_marks_empty_bands(tmp_path):
 
 def test_stored_band_shares_use_one_band_definition(tmp_path):
     from evaluator.report.compare import shares_from_raps, stored_band_shares
-    from evaluator.metrics.spectral import band_energy_shares, radial_power_spectrum
+    from evaluator.measure.spectral import band_energy_shares, radial_power_spectrum
     from evaluator.store.atomic import write_json
 
     torch.manual_seed(1)
