@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -27,7 +27,8 @@ from evaluator.store.atomic import CorruptRunFile, _json_default
 
 METRICS_VERSION = 1
 
-Number = Optional[float]
+# int or float as stored (an int FLOP count stays an int when read through the model)
+Number = Optional[Union[int, float]]
 
 
 class _Open(BaseModel):
@@ -150,6 +151,10 @@ class ConvergencePoint(_Open):
     clip: Any = None
     settings: dict[str, Any] = {}
     reasons: Optional[dict[str, Optional[str]]] = None
+
+    def value(self, metric: str) -> float | None:
+        """The snapshot's ``metric`` (``FD-<dataset>``...), None when absent or failed."""
+        return (self.model_extra or {}).get(metric)
 
 
 class EvalMetrics(_Open):

@@ -44,4 +44,11 @@ def copy_run(run, root: Path, name: str | None = None):
         text = (dst / "spec.resolved.yaml").read_text()
         (dst / "spec.resolved.yaml").write_text(text.replace(f"name: {run.name}\n",
                                                              f"name: {name}\n", 1))
-    return RunDir(dst)
+    copy = RunDir(dst)
+    evals = copy.metrics().get("eval", {})
+    for ev in evals.values():
+        for row in ev["results"]:
+            row["pipeline"] = name  # as evaluate writes it for a spec of this name
+    if evals:
+        copy.update_metrics("eval", evals)
+    return copy
