@@ -94,3 +94,20 @@ def test_an_empty_run_has_empty_metrics(tmp_path):
     run = RunDir.create(spec_from_dict(mini_spec()), tmp_path)
     assert run.metrics() == {} and run.read_metrics() == RunMetrics()
     assert run.read_metrics().best_eval() == (None, None)
+
+
+def test_report_skips_and_lists_a_run_whose_metrics_do_not_fit(evaluated_run, tmp_path,
+                                                               capsys):
+    from app.cli import main
+
+    good = copy_run(evaluated_run, tmp_path / "res", "good")
+    bad = copy_run(evaluated_run, tmp_path / "res", "bad")
+    data = json.loads(bad.metrics_file.read_text())
+    data["train"]["steps"] = "thirty"  # valid JSON, not a valid metrics.json
+    bad.metrics_file.write_text(json.dumps(data))
+    assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep")]) == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"skipped: {bad.metrics_file}: invalid metrics (train.steps")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "1 run(s)" in md and str(bad.metrics_file) in md and "| good |" in md
+    assert good.metrics()["train"]["steps"] == 30
