@@ -7,7 +7,8 @@ Layout (``root`` defaults to ``results/``)::
         status.json        {"status": created|running|finished|failed|cancelled,
                             "reason": ..., "resumable": true|false, ...}
         loss.jsonl         one JSON object per training step
-        metrics.json       train / speed / per-(sampler, steps) evaluation results
+        metrics.json       train / per-budget evaluation results, typed and versioned
+                           (:mod:`evaluator.store.metrics`)
         spectra.json       radial band energies of data and samples
         eval_<budget>_<sampler>_<steps>.png   sample grids written by evaluate
         samples_<sampler>_<steps>.png   sample grids written by `archsearch sample`
