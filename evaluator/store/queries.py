@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.store.atomic import read_json
+from evaluator.store.metrics import TrainMetrics
 from evaluator.store.rundir import RunDir, list_runs
 
 
@@ -17,21 +18,22 @@ RUN_COLUMNS = ("name", "hash", "status", "dataset", "params", "steps", "loss_dro
 def run_row(run: RunDir) -> dict[str, Any]:
     """One run as a flat row: :data:`RUN_COLUMNS` plus ``best <FD-x> <sampler>`` (the
     lowest mean over the sampler's step counts, from the preferred budget) and ``path``."""
-    st, m = run.status(), run.metrics()
-    tr = m.get("train", {})
+    st, m = run.status(), run.read_metrics()
+    tr = m.train or TrainMetrics()
     spec = read_json(run.spec_json, default={}) or {}
-    speed = (best_eval(run)[1] or {}).get("speed", {})
+    _, ev = m.best_eval(BUDGET_PREFERENCE)
+    speed = ev.speed if ev is not None else None
     row: dict[str, Any] = {
         "name": run.name, "hash": run.hash, "status": st.get("status"),
         "dataset": (spec.get("train") or {}).get("dataset"),
-        "params": tr.get("params") or speed.get("params"),
-        "steps": tr.get("steps", st.get("step")), "loss_drop": tr.get("loss_drop"),
-        "steps_per_s": tr.get("steps_per_second")}
-    for r in (best_eval(run)[1] or {}).get("results", []):
-        for metric, v in r.get("metrics", {}).items():
-            if metric.startswith("FD-") and v.get("mean") is not None:
-                key = f"best {metric} {r['sampler']}"
-                row[key] = v["mean"] if row.get(key) is None else min(row[key], v["mean"])
+        "params": tr.params or (speed.params if speed else None),
+        "steps": tr.steps if tr.steps is not None else st.get("step"),
+        "loss_drop": tr.loss_drop, "steps_per_s": tr.steps_per_second}
+    for r in ev.results if ev is not None else []:
+        for metric, v in r.metrics.items():
+            if metric.startswith("FD-") and v.mean is not None:
+                key = f"best {metric} {r.sampler}"
+                row[key] = v.mean if row.get(key) is None else min(row[key], v.mean)
     row["path"] = str(run.path)
     return row
 
@@ -61,14 +63,13 @@ def query_runs(root: str | Path = "results", text: str = "", status: str | None 
 def eval_rows(run: RunDir) -> list[dict[str, Any]]:
     """Per (sampler, steps) of the preferred budget: NFE, ms/NFE, N, seeds and the mean of
     every metric present (FD-*, FID, KID, LPIPS, spectral distances); None when absent."""
-    budget, ev = best_eval(run)
+    budget, ev = run.read_metrics().best_eval(BUDGET_PREFERENCE)
     out = []
-    for r in (ev or {}).get("results", []):
-        row = {"budget": budget, "sampler": r["sampler"], "steps": r["steps"], "nfe": r["nfe"],
-               "n": r.get("n"), "seeds": r.get("seeds"),
-               "ms_per_nfe": (r.get("ms_per_nfe") or {}).get("mean")}
-        for metric, v in r.get("metrics", {}).items():
-            row[metric] = v.get("mean") if v.get("mean") is not None else v.get("status")
+    for r in ev.results if ev is not None else []:
+        row = {"budget": budget, "sampler": r.sampler, "steps": r.steps, "nfe": r.nfe,
+               "n": r.n, "seeds": r.seeds, "ms_per_nfe": r.ms_per_nfe.mean}
+        for metric, v in r.metrics.items():
+            row[metric] = v.mean if v.mean is not None else v.status
         out.append(row)
     return out
 
@@ -77,7 +78,9 @@ BUDGET_PREFERENCE = ("full", "quick")
 
 
 def best_eval(run: RunDir) -> tuple[str | None, dict | None]:
-    """(budget, evaluation) of a run, preferring the full budget over quick."""
+    """(budget, evaluation) of a run, preferring the full budget over quick: the stored
+    dict, checked against :class:`~evaluator.store.metrics.RunMetrics` (typed:
+    ``run.read_metrics().best_eval()``)."""
     evals = run.metrics().get("eval", {})
     for b in (*BUDGET_PREFERENCE, *sorted(evals)):
         if b in evals:

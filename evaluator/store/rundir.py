@@ -7,7 +7,8 @@ Layout (``root`` defaults to ``results/``)::
         status.json        {"status": created|running|finished|failed|cancelled,
                             "reason": ..., "resumable": true|false, ...}
         loss.jsonl         one JSON object per training step
-        metrics.json       train / speed / per-(sampler, steps) evaluation results
+        metrics.json       train / per-budget evaluation results, typed and versioned
+                           (:mod:`evaluator.store.metrics`)
         spectra.json       radial band energies of data and samples
         eval_<budget>_<sampler>_<steps>.png   sample grids written by evaluate
         samples_<sampler>_<steps>.png   sample grids written by `archsearch sample`
@@ -33,6 +34,7 @@ import yaml
 from archspec import canonical, load_spec, spec_hash
 from archspec.errors import UserError
 from evaluator.store.atomic import atomic_write, read_json, write_json
+from evaluator.store.metrics import RunMetrics, checked
 
 # ``cancelled``: stopped on request after a checkpoint; ``train(..., resume=True)`` continues.
 STATUSES = ("created", "running", "finished", "failed", "cancelled")
@@ -166,15 +168,33 @@ class RunDir:
         return data
 
     def metrics(self) -> dict:
-        """``metrics.json``; raises :class:`CorruptRunFile` when it is unreadable."""
-        return read_json(self.metrics_file, default={}, kind=dict)
+        """``metrics.json`` as a plain dict, upgraded and checked against
+        :class:`~evaluator.store.metrics.RunMetrics` (``{}`` when there is none yet).
+
+        Raises:
+            CorruptRunFile: the file is unreadable or does not fit the model.
+        """
+        data = read_json(self.metrics_file, default=None, kind=dict)
+        return {} if data is None else checked(data, self.metrics_file)[0]
+
+    def read_metrics(self) -> RunMetrics:
+        """``metrics.json`` as a typed :class:`~evaluator.store.metrics.RunMetrics`
+        (empty when there is none yet); raises :class:`CorruptRunFile` like :meth:`metrics`."""
+        data = read_json(self.metrics_file, default=None, kind=dict)
+        return RunMetrics() if data is None else checked(data, self.metrics_file)[1]
 
     def update_metrics(self, section: str, value: Any) -> dict:
-        """Replace one top-level section of ``metrics.json`` (``train``, ``eval``...)."""
+        """Replace one top-level section of ``metrics.json`` (``train``, ``eval``...).
+
+        The whole file is checked against the model before the atomic write, so a malformed
+        section is never stored (:class:`~evaluator.store.metrics.InvalidMetrics`; the
+        file stays as it was).
+        """
         data = self.metrics()
         data[section] = value
-        write_json(self.metrics_file, data)
-        return data
+        plain, _ = checked(data, self.metrics_file, writing=True)
+        write_json(self.metrics_file, plain)
+        return plain
 
     def log(self, msg: str) -> None:
         """Append a timestamped line to ``log.txt``."""

@@ -56,24 +56,24 @@ def _add_run(tables: dict[str, list[dict]], base: dict, rec: dict, dataset: str)
     from evaluator.store.rundir import RunDir
 
     run = RunDir.open(rec["run"])
-    metrics = run.metrics()
+    metrics = run.read_metrics()
     grads = [r["grad_norm"] for r in run.losses() if r.get("grad_norm") is not None]
     row["spikes"] = spikes(grads)
-    row["warnings"] = len((metrics.get("train", {}).get("stability") or {}).get("warnings")
-                          or [])
-    row["steps"] = metrics.get("train", {}).get("steps")
-    ev = metrics.get("eval", {}).get(rec["budget_name"], {})
+    train = metrics.train
+    stability = train.stability if train is not None else None
+    row["warnings"] = len(stability.warnings) if stability is not None else 0
+    row["steps"] = train.steps if train is not None else None
+    ev = metrics.eval.get(rec["budget_name"])
     metric = f"FD-{dataset}"
-    for r in ev.get("results", []):
-        m = r.get("metrics", {}).get(metric, {})
-        tables["evals"].append({**base, "sampler": r["sampler"], "nfe": r["steps"],
-                                "fd": m.get("mean"), "n": r.get("n"),
-                                "noise_seeds": r.get("seeds"),
-                                "ms_per_nfe": (r.get("ms_per_nfe") or {}).get("mean"),
-                                "reference": r.get("reference", False)})
-    for p in ev.get("convergence", []) or []:
-        tables["convergence"].append({**base, "step": p["step"], "fd": p.get(metric),
-                                      "n": p.get("n")})
+    for r in ev.results if ev is not None else []:
+        m = r.metrics.get(metric)
+        tables["evals"].append({**base, "sampler": r.sampler, "nfe": r.steps,
+                                "fd": m.mean if m is not None else None, "n": r.n,
+                                "noise_seeds": r.seeds, "ms_per_nfe": r.ms_per_nfe.mean,
+                                "reference": r.reference})
+    for p in (ev.convergence if ev is not None else None) or []:
+        tables["convergence"].append({**base, "step": p.step, "fd": p.value(metric),
+                                      "n": p.n})
     _add_probes(tables, base, rec)
 
 

@@ -233,16 +233,17 @@ def _eval_settings(study: Any, ls: Any) -> dict[str, Any] | None:
     completed trial's run; every row is evaluated under the same budget)."""
     from optuna.trial import TrialState
 
-    from evaluator.store.atomic import read_json
+    from evaluator.store.rundir import RunDir
     from evaluator.sweeps.spec import budget_of
 
     budget = budget_of(ls.sweep).name
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         run = t.user_attrs.get("run")
-        m = read_json(Path(run) / "metrics.json", {}) if run else {}
-        st = m.get("eval", {}).get(budget, {}).get("settings")
-        if st:
-            return {k: st.get(k) for k in ("budget", "num_samples", "seeds", "clip")}
+        ev = RunDir(Path(run)).read_metrics().eval.get(budget) if run else None
+        if ev is not None:
+            st = ev.settings
+            return {"budget": st.budget, "num_samples": st.num_samples, "seeds": st.seeds,
+                    "clip": st.clip}
     return None
 
 

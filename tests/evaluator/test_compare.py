@@ -68,25 +68,27 @@ def test_log10_ratio():
     assert log10_ratio(10.0, 1.0) == pytest.approx(1.0) and log10_ratio(0.0, 1.0) is None
 
 
-def _run_with_band_error(tmp_path, n_bands: int):
-    from archspec import spec_from_dict
-    from evaluator.store.rundir import RunDir
-    from tests.evaluator.helpers import mini_spec
+def _run_with_band_error(tmp_path, evaluated_run, n_bands: int):
+    """A copy of the session's evaluated run whose first setting alone has a band error,
+    of ``n_bands`` known ratios."""
+    from tests.evaluator.conftest import copy_run
 
-    run = RunDir.create(spec_from_dict(mini_spec()), tmp_path)
+    run = copy_run(evaluated_run, tmp_path)
+    evals = run.metrics()["eval"]
+    rows = evals["quick"]["results"]
+    for r in rows[1:]:
+        del r["band_error"]
     ratios = [0.1 * (b + 1) for b in range(n_bands)]
-    row = {"pipeline": "mini", "sampler": "ddim", "steps": 5, "nfe": 5, "n": 8, "seeds": [0],
-           "metrics": {}, "band_error": {"band_edges": band_edges(n_bands),
-                                         "log10_ratio": ratios, "abs_error": ratios,
-                                         "n": 8, "seeds": [0]}}
-    run.update_metrics("eval", {"quick": {"results": [row]}})
+    rows[0]["band_error"].update(band_edges=band_edges(n_bands), log10_ratio=ratios,
+                                 abs_error=ratios, per_seed=[ratios], n=8, seeds=[0])
+    run.update_metrics("eval", evals)
     return run
 
 
-def test_report_marks_empty_bands(tmp_path):
+def test_report_marks_empty_bands(tmp_path, evaluated_run):
     from evaluator.report.tables import band_error_table
 
-    run = _run_with_band_error(tmp_path, 8)          # 8 bands at 8x8: three are empty
+    run = _run_with_band_error(tmp_path, evaluated_run, 8)  # 8 bands at 8x8: three empty
     header, row = band_error_table([run])
     cells = row[5:13]
     empty = empty_bands(8, 8)
@@ -96,7 +98,7 @@ def test_report_marks_empty_bands(tmp_path):
     assert row[-1].endswith("(+0.80)")               # the worst of the bands that exist
 
 
-def test_stored_band_shares_use_one_band_definition(tmp_path):
+def test_stored_band_shares_use_one_band_definition(tmp_path, evaluated_run):
     from evaluator.report.compare import shares_from_raps, stored_band_shares
     from evaluator.measure.spectral import band_energy_shares, radial_power_spectrum
     from evaluator.store.atomic import write_json
@@ -114,7 +116,7 @@ def test_stored_band_shares_use_one_band_definition(tmp_path):
     wc = torch.zeros(3, dtype=torch.float64).index_add_(0, idx, w)
     assert shares_from_raps(white.tolist(), 8, 3) == pytest.approx((wc / wc.sum()).tolist())
     assert got == pytest.approx(band_energy_shares(x, 3).tolist(), abs=0.05)
-    run = _run_with_band_error(tmp_path, 3)
+    run = _run_with_band_error(tmp_path, evaluated_run, 3)
     write_json(run.spectra_file, {"data": {"raps": {"power": raps.tolist()}},
                                   "ddim_5": {"raps": {"power": white.tolist()}}})
     s = stored_band_shares(run)

@@ -82,8 +82,8 @@ def test_status_transitions_drop_a_stale_reason(tmp_path):
 def test_metrics_sections_are_merged(tmp_path):
     run = RunDir.create(mini_spec(), tmp_path)
     run.update_metrics("train", {"steps": 5})
-    run.update_metrics("eval", {"quick": {}})
-    assert run.metrics() == {"train": {"steps": 5}, "eval": {"quick": {}}}
+    run.update_metrics("eval", {})
+    assert run.metrics() == {"version": 1, "train": {"steps": 5}, "eval": {}}
 
 
 def test_write_json_is_atomic(tmp_path):
