@@ -11,7 +11,7 @@ update holds bin by bin in the orthonormal rfft2 basis:
 - DPM-Solver++(2M) (Lu et al. 2022), midpoint form, with lambda = log(A/S) per bin.
 
 On the isotropic process these are diffusers' DDPMScheduler, DDIMScheduler and
-DPMSolverMultistepScheduler as :mod:`evaluator.samplers` configures them: trailing
+DPMSolverMultistepScheduler as :mod:`evaluator.diffusion.samplers` configures them: trailing
 timesteps, DDIM's previous timestep t - T//steps, DPM-Solver's first-order first and last
 steps, the same clip policy on x0-hat (every update uses the clipped x0-hat and the
 epsilon it implies), DDPM noise drawn from the step generator whenever t > 0, in the same

@@ -1,7 +1,7 @@
 """Quality against NFE, and training time as a second axis (checkpoint choice).
 
 :func:`nfe_sweep` samples every run at several step counts with one sampler from the same
-initial noise (:func:`evaluator.samplers.initial_noise` of ``seed``: the first ``n`` draws
+initial noise (:func:`evaluator.diffusion.samplers.initial_noise` of ``seed``: the first ``n`` draws
 are identical for every step count and run) and scores each with the in-project
 ``FD-<dataset>``/``KD-<dataset>`` (never called FID). Every point is cached in the run's
 folder (``nfe_sweep.json``) under its full settings, so asking again costs only a file read.
@@ -30,7 +30,7 @@ FINAL = "final"
 def checkpoint_options(run: RunDir) -> list[tuple[str, str]]:
     """(label, value) of what a panel can show: the final EMA weights, then each snapshot
     by step (value ``"final"`` or the step as text)."""
-    from evaluator.snapshots import list_snapshots
+    from evaluator.store.snapshots import list_snapshots
 
     total = run.status().get("step")
     out = [(f"final (step {total})" if total else "final", FINAL)]
@@ -53,7 +53,7 @@ def convergence_points(run: RunDir) -> dict[str, Any]:
 
 def _snapshot_model(run: RunDir, step: int, device: str) -> tuple[Any, Any]:
     from archspec import build_model
-    from evaluator.snapshots import list_snapshots, load_snapshot
+    from evaluator.store.snapshots import list_snapshots, load_snapshot
 
     path = dict(list_snapshots(run)).get(step)
     if path is None:

@@ -114,7 +114,7 @@ def check_nfes(text: str, high: int = 1000) -> tuple[list[int], list[str]]:
 # ---- divergence and the band table ------------------------------------------------------
 def energies(x: torch.Tensor, n_bands: int) -> list[float] | None:
     """Mean energy per image in each band, or None when ``x`` is not finite."""
-    from evaluator.metrics.spectral import band_energies
+    from evaluator.measure.spectral import band_energies
 
     if not bool(torch.isfinite(x).all()):
         return None
@@ -253,7 +253,7 @@ def differences(rows: list[dict[str, Any]]) -> dict[str, str]:
 
 def results_rows(root: Any, text: str = "", status: str | None = None,
                  sort_by: str = "name", descending: bool = False) -> list[dict[str, Any]]:
-    """:func:`evaluator.runs.query_runs` rows plus a column per evaluated FD setting
+    """:func:`evaluator.store.queries.query_runs` rows plus a column per evaluated FD setting
     (:func:`fd_columns`) and ``differs`` (:func:`differences`), sorted by any column
     (rows without a value last)."""
     from evaluator.store.rundir import RunDir

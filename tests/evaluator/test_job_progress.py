@@ -1,5 +1,7 @@
-"""Evaluation progress reaches a job's queue row (issue 16: "evaluation has no progress")."""
+"""Evaluation progress reaches a job's queue row (it used to show none)."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,7 +13,7 @@ pytestmark = pytest.mark.slow  # trains and evaluates a tiny run (~15 s)
 def test_on_setting_moves_the_job_and_restores_the_training_steps():
     job = Job(id="j", specs=[], budget="quick", device="cpu", evaluate=True, overrides=[],
               phase="evaluate mini", step=30, total=30)
-    cb = JobQueue._on_setting(job)
+    cb = JobQueue._on_setting(job, SimpleNamespace(name="mini"))
     cb(0, 2, "ddim 5 steps")
     assert (job.step, job.total, job.phase) == (0, 2, "evaluate mini: setting 1/2, ddim 5 steps")
     cb(1, 2, "ddpm 50 steps")
@@ -22,7 +24,8 @@ def test_on_setting_moves_the_job_and_restores_the_training_steps():
 
 def test_evaluate_run_reports_each_setting(tmp_path):
     from archspec import spec_from_dict
-    from evaluator.pipeline.budgets import Budget, evaluate_run
+    from evaluator.pipeline.budgets import Budget
+    from evaluator.pipeline.evaluate import evaluate_run
     from evaluator.training.loop import train
     from tests.evaluator.helpers import mini_spec
 

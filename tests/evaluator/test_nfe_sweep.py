@@ -26,7 +26,7 @@ def test_sweep_matches_direct_sampling_and_is_cached(run):
     from evaluator.data.datasets import spec_dataset
     from evaluator.diffusion.schedules import NoiseSchedule
     from evaluator.measure.quality import feature_extractor
-    from evaluator.metrics.features import fd_kd
+    from evaluator.measure.features import fd_kd
     from evaluator.pipeline.nfe_sweep import CACHE_FILE, nfe_sweep, sweep_caption
     from evaluator.diffusion.samplers import sample
     from evaluator.store.checkpoints import load_trained
@@ -56,7 +56,7 @@ def test_sweep_matches_direct_sampling_and_is_cached(run):
 def test_checkpoint_choice_loads_the_snapshot(run):
     from archspec.errors import UserError
     from evaluator.pipeline.nfe_sweep import checkpoint_options, models_for
-    from evaluator.snapshots import list_snapshots, load_snapshot
+    from evaluator.store.snapshots import list_snapshots, load_snapshot
 
     opts = checkpoint_options(run)
     assert opts[0] == ("final (step 30)", "final")
