@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from blocks.complex import (CReLU, Cardioid, ComplexBatchNorm2d, ComplexConv2d,
-                            ComplexConvTranspose2d, ComplexDropout, ComplexGroupNorm,
-                            ComplexLinear, ComplexResBlock, ModReLU, SpectralDown, SpectralUp,
-                            ZReLU, conj_stacked)
+from blocks.complex import (CReLU, Cardioid, ComplexConv2d, ComplexConvTranspose2d,
+                            ComplexDropout, ComplexLinear, ComplexResBlock, ModReLU,
+                            SpectralDown, SpectralUp, ZReLU, conj_stacked)
+from blocks.complex_norm import ComplexBatchNorm2d, ComplexGroupNorm
 
 
 class _DualConvForward:

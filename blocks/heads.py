@@ -29,8 +29,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from blocks.complex import (Cardioid, ComplexBatchNorm2d, ComplexGroupNorm, CReLU, ModReLU,
-                            ZReLU)
+from blocks.complex import Cardioid, CReLU, ModReLU, ZReLU
+from blocks.complex_norm import ComplexBatchNorm2d, ComplexGroupNorm
 from blocks.core import BlockParams, TensorSpec, register_block
 from blocks.dual import (DualBatchNorm2d, DualCardioid, DualCReLU, DualGroupNorm, DualModReLU,
                          DualZReLU)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 import blocks.complex as bc
+from blocks.complex_norm import ComplexBatchNorm2d
 from blocks.core import TensorSpec, build_block, get_block
 from blocks.twins import NAMES
 from tests.blocks.helpers import family_examples
@@ -155,7 +156,7 @@ def test_whitening_batch_norm_train_output_is_white():
 
 
 def test_whitening_batch_norm_eval_uses_running_stats():
-    m = bc.ComplexBatchNorm2d(num_channels=3, momentum=1.0).double()  # running = last batch
+    m = ComplexBatchNorm2d(num_channels=3, momentum=1.0).double()  # running = last batch
     assert torch.equal(m.gamma_rr, m.gamma_ii) and not m.gamma_ri.any()
     za = correlated(300, 3, seed=1)
     m.train()(za)
@@ -178,7 +179,7 @@ def test_whitening_batch_norm_eval_uses_running_stats():
 
 
 def test_fresh_batch_norm_is_identity_in_eval():
-    m = bc.ComplexBatchNorm2d(num_channels=4, eps=1e-12).double().eval()
+    m = ComplexBatchNorm2d(num_channels=4, eps=1e-12).double().eval()
     z = crandn(2, 4, 4, 3, dtype=torch.complex128)
     torch.testing.assert_close(m(z), z)
 

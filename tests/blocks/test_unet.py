@@ -236,7 +236,8 @@ def _resblocks(net: UNet, part: str) -> list[nn.Module]:
 
 
 def test_encoder_params_reach_every_stage_block() -> None:
-    from blocks.complex import Cardioid, ComplexBatchNorm2d, ComplexGroupNorm, CReLU
+    from blocks.complex import Cardioid, CReLU
+    from blocks.complex_norm import ComplexBatchNorm2d, ComplexGroupNorm
 
     plain = _unet((1, 8, 8), channels=8, encoder="complex_resblock", attention_levels=[],
                   mid_attention=False)
@@ -255,7 +256,7 @@ def test_encoder_params_reach_every_stage_block() -> None:
 
 
 def test_a_decoder_description_has_its_own_params() -> None:
-    from blocks.complex import ComplexBatchNorm2d
+    from blocks.complex_norm import ComplexBatchNorm2d
     from blocks.spatial import ResBlock
 
     net = _unet((1, 8, 8), channels=8, attention_levels=[], mid_attention=False,
