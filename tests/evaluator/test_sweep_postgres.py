@@ -57,7 +57,7 @@ def test_two_workers_on_postgres_complete_an_l4_each_row_exactly_once(tmp_path, 
 
 def test_other_tools_open_the_study_with_the_url_form_the_readme_gives(tmp_path, pg):
     # the README's example for other tools, with this server's user, host and port
-    readme_url = re.search(r"optuna-dashboard (postgresql://\S+)", README.read_text()).group(1)
+    readme_url = re.search(r"optuna-dashboard (postgresql://[^\s`]+)", README.read_text()).group(1)
     assert readme_url == "postgresql://USER:PASSWORD@DBHOST:5432/sweeps"
     url = (readme_url.replace("USER:PASSWORD", "postgres:unused")  # trust auth
            .replace("DBHOST:5432", f"127.0.0.1:{pg.port}"))
