@@ -93,7 +93,10 @@ def test_every_tab_renders(page, tmp_path_factory):
     page.locator("#spec-code .cm-content").click()
     page.keyboard.press("Control+Home")
     page.keyboard.type("bogus_key: 1\n")
-    page.locator("#spec-status").get_by_text("bogus_key").first.wait_for(timeout=30_000)
+    # an intermediate text (e.g. "bogus_key" alone) may be validated first; the debounce
+    # resolves to the latest text, so wait for the final one's message
+    page.locator("#spec-status").get_by_text("line 1: bogus_key: unknown key").first.wait_for(
+        timeout=30_000)
     assert "line 1: bogus_key: unknown key" in page.locator("#spec-status").inner_text()
     _shot(page, "app_editor_error.png", tmp_path_factory)
     _tab(page, "train / evaluate")
