@@ -53,3 +53,13 @@ def image_folder(tmp_path):
     for i in range(2):
         Image.new("RGB", (12, 10), (40 * i, 90, 200)).save(root / f"im{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_study_run(tmp_path_factory):
+    """The tiny study of ``tests/evaluator/study_helpers.py`` (2 pipelines x 2 seeds x 24
+    steps on synthetic8, 20 trials) run once for the session: (study file, results root,
+    storage URL). Read only: the end-to-end test and the app's study view share it."""
+    from tests.evaluator.study_helpers import run_tiny_study
+
+    return run_tiny_study(tmp_path_factory.mktemp("tiny-study"))

@@ -1,9 +1,10 @@
-"""The Gradio app: spec editor, train/evaluate, side by side, results.
+"""The Gradio app: spec editor, train/evaluate, side by side, results, study.
 
 Analytics are switched off before Gradio is imported; nothing is fetched from a CDN (the
 theme uses local fonts) and no share link is made unless asked. Each tab is one module
 (:mod:`app.gui.editor`, :mod:`app.gui.train`, :mod:`app.gui.side_by_side`,
-:mod:`app.gui.results`) holding layout and wiring only; the work is done by the core.
+:mod:`app.gui.results`, :mod:`app.gui.study_view`) holding layout and wiring only; the
+work is done by the core.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def build_app(results: str | Path = "results", workspace: str | Path | None = No
     default ``<results>/specs``)."""
     import gradio as gr
 
-    from app.gui import editor, lists, results as results_tab, side_by_side, train
+    from app.gui import (editor, lists, results as results_tab, side_by_side, study_view,
+                        train)
     from app.gui.common import Context
     from evaluator.store.workspace import workspace_dir
 
@@ -51,7 +53,9 @@ def build_app(results: str | Path = "results", workspace: str | Path | None = No
                 tr = train.build(ctx)
             with gr.Tab("results", id="results"):
                 res = results_tab.build(ctx, demo)
-        lists.wire(ctx, demo, sbs["runs"], ed, tr, res)
+            with gr.Tab("study", id="study"):
+                st = study_view.build(ctx)
+        lists.wire(ctx, demo, sbs["runs"], ed, tr, res, st)
     demo.ctx = ctx  # for tests and the benchmark
     return demo
 

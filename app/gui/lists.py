@@ -1,5 +1,5 @@
-"""Keeping every list current: the run pickers, the diff pickers and the spec pickers
-reflect the results root and the workspace when the page loads and, through a light poll,
+"""Keeping every list current: the run pickers, the diff pickers, the spec pickers and
+the study picker reflect the results root and the workspace when the page loads and, through a light poll,
 whenever a run or a spec appears, changes status or goes (a job finishing, a spec saved in
 the editor, a run trained from the CLI). A list is only re-sent when what it shows changed.
 """
@@ -24,9 +24,11 @@ def _keep(value: Any, have: set[str]) -> list[str]:
 
 
 def wire(ctx: Context, demo: gr.Blocks, runs: Any, ed: dict[str, Any],
-         tr: dict[str, Any], res: dict[str, Any]) -> None:
+         tr: dict[str, Any], res: dict[str, Any], study: dict[str, Any] | None = None) -> None:
     sig = gr.State(None)
     timer = gr.Timer(POLL_S)
+    if study is not None:
+        wire_studies(ctx, demo, timer, study["pick"])
     outs = [sig, runs, ed["pick"], ed["a"], ed["b"], tr["pick"]]
 
     def refresh(old, run_value, train_value):
@@ -47,3 +49,23 @@ def wire(ctx: Context, demo: gr.Blocks, runs: Any, ed: dict[str, Any],
               show_progress="hidden")
     timer.tick(refresh, [sig, runs, tr["pick"]], outs, api_name=False,
                show_progress="hidden")
+
+
+def wire_studies(ctx: Context, demo: gr.Blocks, timer: gr.Timer, pick: Any) -> None:
+    """The study picker: the studies under the results root and the workspace, the chosen
+    one kept while it exists, else the first (its view then redraws through ``change``)."""
+    from app.gui.study_view import find_studies
+
+    sig = gr.State(None)
+
+    def refresh(old, value):
+        new = tuple(find_studies(ctx.root, ctx.workspace))
+        if new == old:
+            return gr.skip(), gr.skip()
+        have = [p for _, p in new]
+        keep = value if value in have else (have[0] if have else None)
+        return new, gr.update(choices=list(new), value=keep)
+
+    demo.load(refresh, [sig, pick], [sig, pick], api_name="refresh_studies",
+              show_progress="hidden")
+    timer.tick(refresh, [sig, pick], [sig, pick], api_name=False, show_progress="hidden")

@@ -122,14 +122,25 @@ def markdown(name: str, plan: dict, secs: list[dict]) -> str:
     lines = [f"# Study `{name}` (budget `{plan['budget']}`)", "",
              "Figures: see `study.html` next to this file (self-contained, offline).", ""]
     for s in secs:
-        lines += [f"## {s['key'].upper()}: {s['question']}", "", "**Design.**", ""]
-        lines += [f"- {d}" for d in s["design"]] + [""]
-        for title, rows in tables_of(s):
-            lines += [f"**{title}**", "", _md_table(rows), ""]
-        lines += [f"**Answer ({s['verdict']}).** {s['answer']}", "",
-                  "**What the evidence does not show.**", ""]
-        lines += [f"- {x}" for x in s["limits"]] + [""]
+        lines += [section_head_md(s), section_body_md(s)]
     return "\n".join(lines)
+
+
+def section_head_md(s: dict[str, Any]) -> str:
+    """A section's question and design lines (Markdown); the app shows them above the
+    figures, the report above the tables."""
+    lines = [f"## {s['key'].upper()}: {s['question']}", "", "**Design.**", ""]
+    return "\n".join(lines + [f"- {d}" for d in s["design"]] + [""])
+
+
+def section_body_md(s: dict[str, Any]) -> str:
+    """A section's tables with CIs, its computed answer and what the evidence does not show."""
+    lines: list[str] = []
+    for title, rows in tables_of(s):
+        lines += [f"**{title}**", "", _md_table(rows), ""]
+    lines += [f"**Answer ({s['verdict']}).** {s['answer']}", "",
+              "**What the evidence does not show.**", ""]
+    return "\n".join(lines + [f"- {x}" for x in s["limits"]] + [""])
 
 
 def html_page(name: str, plan: dict, secs: list[dict]) -> str:

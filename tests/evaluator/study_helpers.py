@@ -74,3 +74,29 @@ def write_study(tmp: Path, data: dict[str, Any] | None = None) -> Path:
     p = tmp / "study.yaml"
     p.write_text(yaml.safe_dump(data or tiny_study(), sort_keys=False))
     return p
+
+
+def start_study(path: Path, out: Path) -> tuple[str, Any]:
+    """Create the study's sweeps and enqueue every cell (nothing trains); (url, storage)."""
+    from evaluator.study import engine
+    from evaluator.study.model import load_study_file, plan
+    from evaluator.sweeps.study import make_storage
+
+    ls = load_study_file(path)
+    p = plan(ls, "cpu")
+    url = engine.default_storage(out, ls.study.name, "cpu")
+    storage = make_storage(url, heartbeat=1)
+    engine.enqueue_missing(engine.create_or_resume(ls, "cpu", p, storage, out), p)
+    return url, storage
+
+
+def run_tiny_study(tmp: Path) -> tuple[Path, Path, str]:
+    """:func:`tiny_study` written, enqueued and run to the end by one worker here:
+    (study file, results root, storage URL). All 20 trials must finish."""
+    from evaluator.study import engine
+
+    path, out = write_study(tmp), Path(tmp) / "results"
+    url, _ = start_study(path, out)
+    ran = engine.work("tiny.cpu", url, out, "cpu", heartbeat=1)
+    assert ran == 20, ran
+    return path, out, url

@@ -14,19 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 from evaluator.study import engine
-from evaluator.study.model import load_study_file, plan
 from evaluator.sweeps.study import key_of, load_study, make_storage
-from tests.evaluator.study_helpers import tiny_study, write_study
+from tests.evaluator.study_helpers import start_study, tiny_study, write_study
 from tests.evaluator.sweep_helpers import ROOT, cli
-
-
-def _start(path: Path, out: Path) -> tuple[str, object]:
-    ls = load_study_file(path)
-    p = plan(ls, "cpu")
-    url = engine.default_storage(out, ls.study.name, "cpu")
-    storage = make_storage(url, heartbeat=1)
-    engine.enqueue_missing(engine.create_or_resume(ls, "cpu", p, storage, out), p)
-    return url, storage
 
 
 def _checkpoints(out: Path) -> dict[str, float]:
@@ -34,10 +24,9 @@ def _checkpoints(out: Path) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_a_tiny_study_runs_end_to_end_and_reports_every_question(tmp_path):
-    path, out = write_study(tmp_path), tmp_path / "results"
-    url, storage = _start(path, out)
-    assert engine.work("tiny.cpu", url, out, "cpu", heartbeat=1) == 20
+def test_a_tiny_study_runs_end_to_end_and_reports_every_question(tiny_study_run):
+    path, out, url = tiny_study_run  # 20 trials run by one worker (the fixture checks it)
+    storage = make_storage(url, heartbeat=1)
     rows = engine.status(storage, "tiny.cpu")
     assert sum(r["done"] for r in rows) == 20 and not any(r["failed"] for r in rows)
     before = _checkpoints(out)
@@ -64,7 +53,7 @@ def test_a_killed_study_resumes_without_retraining_or_duplicating(tmp_path):
                       experiments={"nfe": tiny_study()["experiments"]["nfe"]})
     data["budgets"]["cpu"]["train_steps"] = 150
     path, out = write_study(tmp_path, data), tmp_path / "results"
-    url, storage = _start(path, out)
+    url, storage = start_study(path, out)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     victim = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "study", "worker", str(path), "--out", str(out),
