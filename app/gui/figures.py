@@ -29,17 +29,10 @@ def graph_figure(g: Any) -> go.Figure:
     """Layered drawing of a spec graph: x = topological generation; colour = domain;
     expanded unet stages hang below by level (the U); hovering a node shows
     block/shape/params, hovering an edge's midpoint its tensor."""
-    import networkx as nx
+    from app.gui import graph_layout as GL
 
-    pos, label_at = {}, {}
-    for x, gen in enumerate(nx.topological_generations(g)):
-        plain = sorted(n for n in gen if "depth" not in g.nodes[n])
-        for y, n in enumerate(plain):
-            pos[n] = (x, 1 + y - (len(plain) - 1) / 2)
-        for n in gen:
-            if "depth" in g.nodes[n]:
-                pos[n] = (x, -1.5 * g.nodes[n]["depth"])
-            label_at[n] = "top center" if x % 2 == 0 else "bottom center"
+    labels = {n: node_label(n, d) for n, d in g.nodes(data=True)}
+    pos, above = GL.layout(g, labels)
     fig = go.Figure()
     ex, ey, mx, my, mt = [], [], [], [], []
     for a, b, d in g.edges(data=True):
@@ -65,19 +58,30 @@ def graph_figure(g: Any) -> go.Figure:
     for dom, ns in sorted(by_domain.items()):
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in ns], y=[pos[n][1] for n in ns], mode="markers+text",
-            name=dom, text=[n.split(".", 1)[1] if "depth" in g.nodes[n]
-                            else n + (" (output)" if g.nodes[n].get("output") else "")
-                            for n in ns],
-            textposition=[label_at[n] for n in ns], textfont=dict(size=9),
-            marker=dict(size=16, color=DOMAIN_COLOURS.get(dom.split(" ")[0], "#7f7f7f"),
+            name=dom, text=[labels[n] for n in ns],
+            textposition=["top center" if above[n] else "bottom center" for n in ns],
+            textfont=dict(size=GL.FONT_PX), cliponaxis=False,
+            marker=dict(size=GL.MARKER_PX, color=DOMAIN_COLOURS.get(dom.split(" ")[0], "#7f7f7f"),
                         line=dict(width=[4 if "stage_domains" in g.nodes[n] else 2
                                          for n in ns],
                                   color=[_rim(g.nodes[n]) for n in ns])),
             hovertext=[_node_hover(n, g.nodes[n], totals) for n in ns], hoverinfo="text"))
-    fig.update_layout(template="plotly_white", height=380, legend_title="domain",
-                      xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      margin=dict(l=10, r=10, t=30, b=10), title=g.graph.get("name", ""))
+    xr, yr = GL.extent(pos, above, labels)
+    # The plot area is at least the drawing's natural size (pixels = axis units), so
+    # the label boxes the layout kept apart stay apart; the legend goes below, not beside.
+    fig.update_layout(template="plotly_white", height=max(260, int(yr[1] - yr[0]) + 130),
+                      legend=dict(title="domain", orientation="h", y=-0.02, yanchor="top"),
+                      xaxis=dict(visible=False, range=xr, fixedrange=False),
+                      yaxis=dict(visible=False, range=yr), margin=dict(l=10, r=10, t=30, b=90),
+                      title=g.graph.get("name", ""))
     return fig
+
+
+def node_label(n: str, d: dict) -> str:
+    """A node's label: a stage's name without its UNet's prefix; the output marked."""
+    if "depth" in d:
+        return n.split(".", 1)[1]
+    return n + (" (output)" if d.get("output") else "")
 
 
 def _draw_domain(d: dict) -> str:
