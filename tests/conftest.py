@@ -59,7 +59,8 @@ def image_folder(tmp_path):
 def tiny_study_run(tmp_path_factory):
     """The tiny study of ``tests/evaluator/study_helpers.py`` (2 pipelines x 2 seeds x 24
     steps on synthetic8, 20 trials) run once for the session: (study file, results root,
-    storage URL). Read only: the end-to-end test and the app's study view share it."""
+    storage URL). Its trials and runs are read only (reports may be written next
+    to them): the end-to-end test and the app's study view share it."""
     from tests.evaluator.study_helpers import run_tiny_study
 
     return run_tiny_study(tmp_path_factory.mktemp("tiny-study"))
