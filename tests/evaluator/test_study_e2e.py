@@ -1,5 +1,6 @@
 """A tiny study end to end (2 pipelines x 2 seeds x 24 steps on synthetic8), its report,
-and a study killed mid-run that resumes without retraining or duplicating anything."""
+and a study killed mid-run (in training or in evaluation) that resumes without retraining
+or duplicating anything."""
 from __future__ import annotations
 
 import os
@@ -167,7 +168,8 @@ def test_a_study_killed_while_evaluating_resumes_without_retraining(tmp_path):
     assert "phase" not in killed.status() and killed.read_metrics().eval  # evaluated, valid
     trials = load_study("tiny.cpu.nfe.spatial", storage)[0].get_trials()
     complete = Counter(key_of(t) for t in trials if t.state == TrialState.COMPLETE)
-    assert sorted(complete) == [(0, 0), (1, 0)] and set(complete.values()) == {1}  # each cell exactly once
+    # every cell exactly once
+    assert sorted(complete) == [(0, 0), (1, 0)] and set(complete.values()) == {1}
     assert sum(t.state == TrialState.FAIL for t in trials) == 1  # the killed one, retried
     runs = [RunDir(p.parent) for p in out.glob("runs/*/*/spec.resolved.json")]
     assert len(runs) == 2 and all(_free(x.path) for x in runs)
