@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.commands.spec import add_overrides
 from archspec.choices import CLIP_POLICIES, DEVICES
@@ -58,10 +59,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     _add_no_wait(p)
 
 
-def _add_no_wait(p: argparse.ArgumentParser) -> None:
+def _add_no_wait(p: argparse.ArgumentParser,
+                 then: str = "reusing (or resuming) its result") -> None:
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="when another process holds the run, exit 3 at once instead of "
-                        "waiting for it and reusing (or resuming) its result")
+                        f"waiting for it and {then}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -110,6 +112,7 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
                    help="x0 clipping policy (default: the spec's evaluate.clip)")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of EMA")
     _add_common(p, out=False)
+    _add_no_wait(p, then="sampling its final weights")
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -122,9 +125,20 @@ def run_sample(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be in 0..2**63-1, got {args.seed}")
     from evaluator.diffusion.samplers import check_sampler
+    from evaluator.store.runlock import owning_run
 
     check_sampler(args.sampler)
     _check_device(args.device)
+    # It writes a grid and a log line into the run: never while a train or evaluate holds it
+    # (it would read a checkpoint still being trained and interleave log.txt).
+    with owning_run(run, "archsearch sample", wait=args.wait):
+        path = _sample_into(run, args)
+    print(path)
+    return 0
+
+
+def _sample_into(run: Any, args: argparse.Namespace) -> Path:
+    from archspec.errors import UserError
     from evaluator.diffusion.processes import process_schedule
     from evaluator.diffusion.samplers import sample
     from evaluator.report.images import save_grid
@@ -142,8 +156,7 @@ def run_sample(args: argparse.Namespace) -> int:
     path = save_grid(res.images, run.samples_file(args.sampler, args.steps))
     run.log(f"sampled {args.n} with {args.sampler} x {args.steps} steps (seed {args.seed}, "
             f"NFE {res.nfe}, {res.ms_per_nfe:.2f} ms/NFE) -> {path.name}")
-    print(path)
-    return 0
+    return path
 
 
 # ---- evaluate ---------------------------------------------------------------------------------
@@ -192,12 +205,16 @@ def run_report(args: argparse.Namespace) -> int:
 def add_rehash_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", metavar="DIR", help="results root (default: results)")
     p.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="leave a run that another process holds where it is (reported busy, "
+                        "exit 3) instead of waiting for it")
 
 
 def run_rehash(args: argparse.Namespace) -> int:
     from evaluator.store.rekey import rekey_runs
+    from evaluator.store.runlock import EXIT_BUSY
 
-    results = rekey_runs(args.out, dry_run=args.dry_run)
+    results = rekey_runs(args.out, dry_run=args.dry_run, wait=args.wait)
     for r in results:
         if r.action != "kept":
             target = f" -> {r.new.name}" if r.new is not None else ""
@@ -205,4 +222,4 @@ def run_rehash(args: argparse.Namespace) -> int:
             print(f"{r.action}: {r.old}{target}{detail}")
     counts = {a: sum(r.action == a for r in results) for a in dict.fromkeys(r.action for r in results)}
     print(", ".join(f"{n} {a}" for a, n in counts.items()) or "no runs")
-    return 0
+    return EXIT_BUSY if counts.get("busy") else 0

@@ -351,10 +351,20 @@ def run_spec(spec: Any, budget: Budget, out: str | Path, *, device: str = "auto"
         if st.get("status") == "finished" and evaluate and ev is None:
             if on_phase:
                 on_phase("evaluate")
-            ev, evaluated = evaluate_run(run, budget, device, progress=progress,
-                                         on_setting=on_setting), True
+            ev, evaluated = _evaluate_marked(run, budget, device, progress, on_setting), True
     return SpecRun(run, st.get("status"), st.get("reason"), st.get("step"), ev, reused_run,
                    had, evaluated, t_trained, time.time())
+
+
+def _evaluate_marked(run: RunDir, budget: Budget, device: str, progress: bool,
+                     on_setting: Callable[[int, int, str], None] | None) -> dict[str, Any]:
+    """:func:`evaluate_run` with ``status.json["phase"]`` set to ``evaluating <budget>``
+    meanwhile, so that others (a study's monitor, a test) can see what the holder does."""
+    run.set_phase(f"evaluating {budget.name}")
+    try:
+        return evaluate_run(run, budget, device, progress=progress, on_setting=on_setting)
+    finally:
+        run.set_phase(None)
 
 
 def ensure_trained(spec: Any, out: str | Path, device: str, progress: bool) -> RunDir:

@@ -5,6 +5,9 @@ initial noise (:func:`evaluator.diffusion.samplers.initial_noise` of ``seed``: t
 are identical for every step count and run) and scores each with the in-project
 ``FD-<dataset>``/``KD-<dataset>`` (never called FID). Every point is cached in the run's
 folder (``nfe_sweep.json``) under its full settings, so asking again costs only a file read.
+The cache is the only file this module writes, merged and replaced atomically under its own
+brief lock (never the run lock: the app's views must not wait for a training), so two
+processes sweeping one run at once keep both their points.
 
 :func:`models_for` loads, per run, either the final EMA weights or one of the EMA snapshots
 kept along training (``evaluate.convergence``), as a model cache that
@@ -20,7 +23,7 @@ from typing import Any
 
 from archspec.errors import UserError
 from evaluator.store.rundir import RunDir
-from evaluator.store.atomic import read_json, write_json
+from evaluator.store.atomic import read_json, update_json
 
 CACHE_FILE = "nfe_sweep.json"
 FINAL = "final"
@@ -183,8 +186,8 @@ def nfe_sweep(run_paths: list[str], *, sampler: str = "ddim", steps: list[int],
             cache[key] = pt
             fresh = True
             points.append({**pt, "cached": False})
-        if fresh:
-            write_json(cache_path, cache)
+        if fresh:  # merged into what other processes stored meanwhile
+            update_json(cache_path, lambda old: {**(old or {}), **cache}, default={})
         metric = metric or next((k for pt in points for k in pt if k.startswith("FD-")), None)
         out.append({"run": spec.name, "hash": run.hash, "path": str(run.path),
                     "checkpoint": ck, "clip": clip_, "points": points})

@@ -106,6 +106,24 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
+def update_json(path: Path, update: Callable[[Any], Any], default: Any = None) -> Any:
+    """Read ``path``, apply ``update`` and write the result atomically, under a brief
+    ``flock`` on ``<path>.lock`` so that concurrent updaters (two processes filling one
+    cache) never drop each other's entries. Where the file system refuses flock the update
+    is still atomic; the last writer then wins. Returns what was written."""
+    import fcntl
+
+    path = Path(path)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass  # no locks here (some network file systems): atomic, last writer wins
+        data = update(read_json(path, default=default))
+        write_json(path, data)
+    return data
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
         return o.tolist()

@@ -5,7 +5,10 @@ Layout (``root`` defaults to ``results/``)::
     <root>/runs/<spec.name>/<spec-hash>/
         spec.resolved.yaml, spec.resolved.json   the fully resolved spec
         status.json        {"status": created|running|finished|failed|cancelled,
-                            "reason": ..., "resumable": true|false, ...}
+                            "reason": ..., "resumable": true|false, ...,
+                            "phase": "evaluating <budget>" while a finished run is
+                            evaluated (left behind only by a killed evaluator: the
+                            run lock says whether anyone still holds the run)}
         loss.jsonl         one JSON object per training step
         metrics.json       train / per-budget evaluation results, typed and versioned
                            (:mod:`evaluator.store.metrics`)
@@ -162,10 +165,18 @@ class RunDir:
     def set_status(self, status: str, **extra: Any) -> dict:
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
-        data = {k: v for k, v in self.status().items() if k not in ("reason",)}
+        data = {k: v for k, v in self.status().items() if k not in ("reason", "phase")}
         data.update(status=status, updated=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
         write_json(self.status_file, data)
         return data
+
+    def set_phase(self, phase: str | None) -> None:
+        """Say what the holder does with the run beyond its status (``evaluating quick``);
+        None clears it. Any later :meth:`set_status` clears it too."""
+        data = {k: v for k, v in self.status().items() if k != "phase"}
+        if phase:
+            data["phase"] = phase
+        write_json(self.status_file, data)
 
     def metrics(self) -> dict:
         """``metrics.json`` as a plain dict, upgraded and checked against

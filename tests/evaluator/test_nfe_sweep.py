@@ -72,3 +72,53 @@ def test_checkpoint_choice_loads_the_snapshot(run):
     assert any(not torch.equal(v, snap[k]) for k, v in fmodel.state_dict().items())
     with pytest.raises(UserError, match="no snapshot at step 15"):
         models_for([str(run.path)], ["15"], "cpu", cache)
+
+
+# Sweeps one run in a fresh interpreter; after scoring its first point it waits until the
+# other process has scored one too, so both read the cache before either writes it (the
+# race in which a plain read-modify-write loses the first writer's points).
+_RACER = """
+import json, sys, time
+from pathlib import Path
+from evaluator.pipeline import nfe_sweep as m
+run, steps, me, other = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+score = m._score
+def gated(*a, **k):
+    out = score(*a, **k)
+    me.touch()
+    end = time.time() + 180
+    while not other.exists() and time.time() < end:
+        time.sleep(0.05)
+    return out
+m._score = gated
+res = m.nfe_sweep([run], sampler="ddim", steps=[int(s) for s in steps.split(",")], seed=7,
+                  n=16, device="cpu")
+print(json.dumps(res["runs"][0]["points"]))
+"""
+
+
+def test_two_processes_filling_the_cache_at_once_keep_both_their_points(run, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from evaluator.pipeline.nfe_sweep import CACHE_FILE, nfe_sweep
+    from tests.evaluator.sweep_helpers import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    a, b = tmp_path / "a", tmp_path / "b"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(run.path), steps, str(me),
+                               str(other)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for steps, me, other in (("2", a, b), ("3", b, a))]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    (pa,), (pb,) = (json.loads(o) for o, _ in outs)
+    stored = json.loads((run.path / CACHE_FILE).read_text())  # valid JSON, not torn
+    assert all(isinstance(v, dict) for v in stored.values())
+    again = nfe_sweep([str(run.path)], sampler="ddim", steps=[2, 3], seed=7, n=16)
+    got = again["runs"][0]["points"]
+    assert all(p["cached"] for p in got)  # neither process's point was lost
+    metric = again["metric"]
+    assert [p[metric] for p in got] == [pa[metric], pb[metric]]

@@ -69,3 +69,36 @@ def test_unreadable_resolved_spec_is_reported_not_raised(tmp_path, specs):
     (path / "spec.resolved.json").write_text("{not json")
     [r] = rekey_runs(tmp_path)
     assert r.action == "unreadable" and path.is_dir()
+
+
+def test_a_held_run_is_moved_only_after_its_holder_lets_go(tmp_path, specs, capsys):
+    import threading
+
+    from evaluator.store.runlock import OWNER_NAME, hold_run
+
+    plain, old = specs
+    path = _old_run(tmp_path, plain, "0ldhash", old)
+    held, release = threading.Event(), threading.Event()
+
+    def holder():  # another thread: the lock is re-entrant within one thread only
+        with hold_run(path, "archsearch train"):
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(30)
+    try:
+        assert main(["rehash", "--out", str(tmp_path), "--no-wait"]) == 3
+        out = capsys.readouterr().out
+        assert "busy: " in out and "(archsearch train)" in out and path.is_dir()
+        threading.Timer(0.5, release.set).start()
+        [moved] = rekey_runs(tmp_path)  # waits for the holder, then moves the folder
+    finally:
+        release.set()
+        t.join()
+    assert moved.action == "moved" and not path.exists() and moved.new.is_dir()
+    assert "waiting for run" in capsys.readouterr().err
+    assert not (moved.new / OWNER_NAME).exists()  # nobody named as holder of the new folder
+    with hold_run(moved.new, "after", wait=False):
+        pass

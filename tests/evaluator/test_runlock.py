@@ -241,3 +241,29 @@ def test_without_flock_a_dead_holder_s_lease_goes_stale_and_is_taken_over(tmp_pa
     with hold_run(tmp_path, "next", on_wait=lambda m: None) as waited:
         assert waited and time.monotonic() - t0 >= 1.0
         assert json.loads((tmp_path / no_flock.LEASE_NAME).read_text())["pid"] == os.getpid()
+
+
+# ---- other writers into a run folder ----------------------------------------------------------
+@pytest.mark.slow
+def test_sample_waits_while_the_run_is_held_and_refuses_with_no_wait(tmp_path, spec_file):
+    from evaluator.training.loop import train
+
+    res = train(spec_from_dict(yaml.safe_load(spec_file.read_text())), root=tmp_path / "R",
+                device="cpu", progress=False)
+    run = res.run
+    args = ["sample", str(run.path), "--steps", "2", "--n", "4", "--device", "cpu",
+            "--no-progress"]
+    grid, err_file = run.samples_file("ddim", 2), tmp_path / "sample.err"
+    with hold_run(run.path, "archsearch train"):  # as a training of this run would
+        refused = _cli(tmp_path, 0, *args, "--no-wait")
+        assert refused.wait(120) == 3
+        assert "(archsearch train); not waiting (--no-wait)" in refused.stderr.read()
+        with open(err_file, "w") as ef:
+            waiter = _cli(tmp_path, 0, *args, stderr=ef)
+            _wait_for(lambda: "waiting for run" in err_file.read_text(), what="the waiter")
+            time.sleep(0.5)
+            assert not grid.exists() and waiter.poll() is None  # nothing written meanwhile
+    assert waiter.wait(120) == 0, err_file.read_text()
+    assert grid.is_file() and "sampled 4 with ddim x 2 steps" in run.log_file.read_text()
+    with hold_run(run.path, "after", wait=False):
+        pass  # released by the sampler
