@@ -70,7 +70,9 @@ def canonical_params(block: str, params: dict[str, Any], role: str,
         fields = model.model_fields
         stand_in = {k: v for k, v in (known or {}).items()
                     if k in fields and k not in params and fields[k].is_required()}
-        read = model(**params, **stand_in).model_dump()
+        obj = model(**params, **stand_in)
+        # attributes, not model_dump(): a serializer may leave a default out (padding)
+        read = {k: getattr(obj, k) for k in fields}
     except Exception:  # noqa: BLE001 - reported, with its location, when the unet is built
         return dict(params)
     out = {}

@@ -26,12 +26,11 @@ TABLES = ("runs", "evals", "convergence", "clip", "band")
 def collect(storage: Any, name: str) -> tuple[dict[str, Any], dict[str, list[dict]]]:
     """The plan and the tables of the study ``name`` (``<study>.<budget>``)."""
     from evaluator.study import engine
-    from evaluator.study.model import cells, cell_label, from_data
+    from evaluator.study.model import cells, cell_label, dataset_of, from_data
 
     plan, records = engine.trials(storage, name)
     ls = from_data(plan["study"])
     budget = plan["budget"]
-    dataset = ls.study.budgets[budget].dataset
     labels = {en: {cell_label(c): c for c in cells(ls, en, budget)}
               for en in ls.study.experiments}
     tables: dict[str, list[dict]] = {k: [] for k in TABLES}
@@ -41,7 +40,7 @@ def collect(storage: Any, name: str) -> tuple[dict[str, Any], dict[str, list[dic
             continue
         base = {"experiment": rec["experiment"], "pipeline": rec["pipeline"],
                 "seed": cell["seed"], **{f"f:{k}": v for k, v in cell["levels"].items()}}
-        _add_run(tables, base, rec, dataset)
+        _add_run(tables, base, rec, dataset_of(ls, rec["experiment"], budget))
     return plan, tables
 
 

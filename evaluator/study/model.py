@@ -9,6 +9,11 @@ runs a full grid, an orthogonal array (``taguchi``) or a seed-rotated fraction (
 each factor combination once, seed = sum of level indices mod the number of seeds) with
 the same machinery. Budget settings (steps, batch, N, noise seeds, sampler grid) become
 spec overrides, so two experiments asking for the same training reuse one run by spec hash.
+
+An experiment may train on another dataset than its budget's (``dataset:``), one that each
+budget declares under ``extra_datasets`` (its image size, and its own training length
+where given) and for which each of its pipelines names a spec (``specs_for``). Left out,
+nothing of a study changes: the stored definition and every spec hash stay as before.
 """
 from __future__ import annotations
 
@@ -49,6 +54,9 @@ class SamplerGrid(_Strict):
 class Pipeline(_Strict):
     role: Literal["spatial", "spectral", "hybrid", "dual"]
     spec: dict[str, str] = Field(description="budget -> spec file (relative to the study)")
+    specs_for: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="extra dataset -> budget -> spec file, for "
+        "experiments that train on a dataset other than the budget's")
     overrides: list[str] = Field(default_factory=list)
     description: str = ""
 
@@ -69,6 +77,16 @@ class BandProbe(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class ExtraDataset(_Strict):
+    """Another dataset experiments may name under a budget: its image size and, where
+    given, its own training and evaluation sizes (default: the budget's)."""
+
+    image_size: int = Field(ge=1)
+    train_steps: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    num_samples: int | None = Field(None, ge=1)
+
+
 class Budget(_Strict):
     description: str = ""
     dataset: str = Field(min_length=1)
@@ -81,6 +99,9 @@ class Budget(_Strict):
     band_probe: BandProbe = Field(default_factory=BandProbe)
     reference: bool = Field(True, description="false: never add DDPM at T (screening)")
     estimate_hours: float | None = Field(None, description="the dry-run estimate, noted")
+    extra_datasets: dict[str, ExtraDataset] = Field(
+        default_factory=dict, description="datasets experiments may train on besides "
+        "`dataset` (FD-<dataset> each)")
 
 
 class Design(_Strict):
@@ -115,6 +136,8 @@ class Experiment(_Strict):
     clip_probe: ClipProbe | None = None
     band_probe: bool = False
     overrides: list[str] = Field(default_factory=list)
+    dataset: str | None = Field(None, min_length=1, description="default: the budget's "
+                                "dataset; else one of each budget's extra_datasets")
 
     def design_of(self, budget: str) -> Design:
         return self.design_for.get(budget, self.design)
@@ -146,15 +169,57 @@ class LoadedStudy:
     def __init__(self, study: Study, specs: dict[tuple[str, str], dict], source: str | None):
         self.study, self.specs, self.source = study, specs, source
 
+    def spec_of(self, pipeline: str, budget: str, experiment: str) -> dict:
+        """The spec data ``pipeline`` trains from in ``experiment`` under ``budget``."""
+        ds = self.study.experiments[experiment].dataset
+        if ds is None or ds == self.study.budgets[budget].dataset:
+            return self.specs[(pipeline, budget)]
+        return self.specs[(pipeline, f"{budget}@{ds}")]
+
     def to_data(self) -> dict[str, Any]:
-        return {"study": self.study.model_dump(mode="json"),
+        return {"study": _without_unset_extensions(self.study.model_dump(mode="json")),
                 "specs": {f"{p}@{b}": d for (p, b), d in self.specs.items()}}
 
 
+def _without_unset_extensions(d: dict[str, Any]) -> dict[str, Any]:
+    """The study's dump less the per-experiment dataset fields where unused, so a study
+    that does not use them is stored exactly as before they existed (an unchanged stored
+    definition is what lets a running study resume)."""
+    for e in d["experiments"].values():
+        if e.get("dataset") is None:
+            e.pop("dataset", None)
+    for b in d["budgets"].values():
+        if not b.get("extra_datasets"):
+            b.pop("extra_datasets", None)
+    for p in d["pipelines"].values():
+        if not p.get("specs_for"):
+            p.pop("specs_for", None)
+    return d
+
+
 def from_data(data: dict[str, Any]) -> LoadedStudy:
-    """Restore :meth:`LoadedStudy.to_data` (stored in the Optuna storage)."""
+    """Restore :meth:`LoadedStudy.to_data` (stored in the Optuna storage); a dataset
+    spec's key is ``pipeline@budget@dataset``."""
     specs = {tuple(k.split("@", 1)): v for k, v in data["specs"].items()}
     return LoadedStudy(Study.model_validate(data["study"]), specs, "stored study")
+
+
+def dataset_of(ls: LoadedStudy, experiment: str, budget: str) -> str:
+    """The dataset ``experiment`` trains on under ``budget`` (FD-<dataset>)."""
+    return ls.study.experiments[experiment].dataset or ls.study.budgets[budget].dataset
+
+
+def sizes(ls: LoadedStudy, experiment: str, budget: str) -> dict[str, Any]:
+    """dataset, image_size, train_steps, batch_size, num_samples of ``experiment``."""
+    b = ls.study.budgets[budget]
+    out = {"dataset": b.dataset, "image_size": b.image_size, "train_steps": b.train_steps,
+           "batch_size": b.batch_size, "num_samples": b.num_samples}
+    ds = dataset_of(ls, experiment, budget)
+    extra = b.extra_datasets.get(ds) if ds != b.dataset else None
+    if extra is not None:
+        out.update({"dataset": ds, **{k: v for k, v in extra.model_dump().items()
+                                      if v is not None}})
+    return out
 
 
 def load_study_file(path: str | Path) -> LoadedStudy:
@@ -167,27 +232,78 @@ def load_study_file(path: str | Path) -> LoadedStudy:
         study = Study.model_validate(data)
     except ValidationError as e:
         raise UserError(_pydantic_problems(e), source) from None
-    problems = _reference_problems(study)
+    problems = _reference_problems(study) + _dataset_problems(study)
     specs: dict[tuple[str, str], dict] = {}
     for pname, p in study.pipelines.items():
         for b in study.budgets:
             if b not in p.spec:
                 problems.append(Problem(f"pipelines.{pname}.spec", f"no spec for budget {b!r}"))
                 continue
-            f = Path(p.spec[b])
-            f = f if f.is_absolute() else Path(path).parent / f
-            try:
-                specs[(pname, b)] = read_document(f)
-            except SpecError as e:
-                problems += [Problem(f"pipelines.{pname}.spec.{b}", str(pr)) for pr in e.problems]
-                continue
-            size = (specs[(pname, b)].get("image") or {}).get("size")
-            if size != study.budgets[b].image_size:
-                problems.append(Problem(f"pipelines.{pname}.spec.{b}", f"image size {size}, "
-                                        f"but budget {b!r} is {study.budgets[b].image_size}"))
+            problems += _read_spec(specs, (pname, b), Path(path).parent / p.spec[b],
+                                   f"pipelines.{pname}.spec.{b}", study.budgets[b].image_size,
+                                   f"budget {b!r}")
+        for ds, per_budget in p.specs_for.items():
+            for b, f in per_budget.items():
+                extra = study.budgets[b].extra_datasets.get(ds) if b in study.budgets else None
+                if extra is not None:  # else a problem _dataset_problems names
+                    problems += _read_spec(specs, (pname, f"{b}@{ds}"), Path(path).parent / f,
+                                           f"pipelines.{pname}.specs_for.{ds}.{b}",
+                                           extra.image_size, f"budgets.{b}.extra_datasets.{ds}")
     if problems:
         raise UserError(problems, source)
     return LoadedStudy(study, specs, source)
+
+
+def _read_spec(specs: dict, key: tuple[str, str], f: Path, loc: str, size: int,
+               owner: str) -> list[Problem]:
+    """Read one spec file into ``specs[key]``; its problems (unreadable, wrong size)."""
+    from archspec.loading import read_document
+
+    try:
+        specs[key] = read_document(f)  # an absolute path stays absolute under `/`
+    except SpecError as e:
+        return [Problem(loc, str(pr)) for pr in e.problems]
+    got = (specs[key].get("image") or {}).get("size")
+    if got != size:
+        return [Problem(loc, f"image size {got}, but {owner} is {size}")]
+    return []
+
+
+def _dataset_problems(s: Study) -> list[Problem]:
+    """Experiments on an extra dataset: declared by every budget, a spec per pipeline,
+    and questions that compare experiments on one dataset only (one FD-<dataset>)."""
+    out = []
+    for pn, p in s.pipelines.items():
+        for ds, per_budget in p.specs_for.items():
+            for b in per_budget:
+                if b not in s.budgets:
+                    out.append(Problem(f"pipelines.{pn}.specs_for.{ds}", f"unknown budget {b!r}"))
+                elif ds not in s.budgets[b].extra_datasets:
+                    out.append(Problem(f"pipelines.{pn}.specs_for.{ds}", f"budget {b!r} "
+                                       f"declares no extra dataset {ds!r}"))
+    for en, e in s.experiments.items():
+        if e.dataset is None:
+            continue
+        for b, bd in s.budgets.items():
+            if e.dataset == bd.dataset:
+                continue
+            if e.dataset not in bd.extra_datasets:
+                out.append(Problem(f"experiments.{en}.dataset", f"budget {b!r} declares no "
+                                   f"extra dataset {e.dataset!r} (budgets.{b}.extra_datasets)"))
+                continue
+            out += [Problem(f"pipelines.{p}.specs_for", f"no spec for dataset {e.dataset!r} "
+                            f"under budget {b!r} (experiment {en!r} trains on it)")
+                    for p in e.pipelines if p in s.pipelines
+                    and b not in s.pipelines[p].specs_for.get(e.dataset, {})]
+    for qn, q in s.questions.items():
+        for b, bd in s.budgets.items():
+            found = {s.experiments[x].dataset or bd.dataset for x in q.experiments
+                     if x in s.experiments}
+            if len(found) > 1:
+                out.append(Problem(f"questions.{qn}.experiments", "experiments on different "
+                                   f"datasets under budget {b!r} ({', '.join(sorted(found))}); "
+                                   "ask one question per dataset"))
+    return out
 
 
 def _reference_problems(s: Study) -> list[Problem]:
@@ -262,9 +378,10 @@ def sampler_settings(ls: LoadedStudy, experiment: str) -> list[dict[str, Any]]:
 def budget_overrides(ls: LoadedStudy, experiment: str, budget: str) -> list[str]:
     """The spec overrides a budget and an experiment apply to every pipeline's spec."""
     b, e = ls.study.budgets[budget], ls.study.experiments[experiment]
+    z = sizes(ls, experiment, budget)
     conv = (json.dumps(b.convergence.model_dump()) if e.convergence else "null")
-    return [f"train.dataset={b.dataset}", f"train.steps={b.train_steps}",
-            f"train.batch_size={b.batch_size}", f"evaluate.num_samples={b.num_samples}",
+    return [f"train.dataset={z['dataset']}", f"train.steps={z['train_steps']}",
+            f"train.batch_size={z['batch_size']}", f"evaluate.num_samples={z['num_samples']}",
             f"evaluate.seeds={json.dumps(b.noise_seeds)}",
             f"evaluate.samplers={json.dumps(sampler_settings(ls, experiment))}",
             f"evaluate.convergence={conv}", *e.overrides]
@@ -275,9 +392,9 @@ def sweep_data(ls: LoadedStudy, experiment: str, pipeline: str, budget: str) -> 
     s, e = ls.study, ls.study.experiments[experiment]
     cs = cells(ls, experiment, budget)
     first = sampler_settings(ls, experiment)[0]
-    metric = f"FD-{s.budgets[budget].dataset}"
+    metric = f"FD-{dataset_of(ls, experiment, budget)}"
     return {"name": sweep_name(s.name, budget, experiment, pipeline),
-            "description": e.description, "base": ls.specs[(pipeline, budget)],
+            "description": e.description, "base": ls.spec_of(pipeline, budget, experiment),
             "overrides": budget_overrides(ls, experiment, budget)
             + list(s.pipelines[pipeline].overrides),
             "factors": {"cell": {"levels": {cell_label(c): c["settings"] for c in cs}}},
@@ -296,7 +413,8 @@ def probes_of(ls: LoadedStudy, experiment: str, budget: str) -> dict[str, Any]:
         out["clip"] = {"policies": list(e.clip_probe.policies),
                        "samplers": [[s.name, n] for s in e.clip_probe.samplers
                                     for n in s.steps],
-                       "num_samples": b.num_samples, "seeds": list(b.noise_seeds)}
+                       "num_samples": sizes(ls, experiment, budget)["num_samples"],
+                       "seeds": list(b.noise_seeds)}
     if e.band_probe:
         out["band"] = b.band_probe.model_dump()
     return out

@@ -42,28 +42,30 @@ def restrict(tables: dict[str, list[dict]], experiments: list[str]) -> dict[str,
 
 def sections(plan: dict[str, Any], tables: dict[str, list[dict]]) -> list[dict[str, Any]]:
     """Per question: its text, design lines, analysis numbers and answer."""
-    from evaluator.study.model import from_data
+    from evaluator.study.model import dataset_of, from_data
 
     ls = from_data(plan["study"])
     out = []
     for qn, q in ls.study.questions.items():
         t = restrict(tables, q.experiments)
         res = A.ANALYSIS[q.analysis](t, dict(q.settings))
-        res["numbers"]["metric"] = f"FD-{ls.study.budgets[plan['budget']].dataset}"
+        # one dataset per question (the study file is checked for it)
+        res["numbers"]["metric"] = f"FD-{dataset_of(ls, q.experiments[0], plan['budget'])}"
         out.append({"key": qn, "question": q.text, "analysis": q.analysis,
                     "design": design_lines(ls, plan, q.experiments, t), **res,
-                    "limits": limits(q.analysis, ls, plan, res)})
+                    "limits": limits(q.analysis, ls, plan, res, q.experiments)})
     return out
 
 
 def design_lines(ls: Any, plan: dict, experiments: list[str], t: dict) -> list[str]:
-    from evaluator.study.model import cells, sampler_settings
+    from evaluator.study.model import cells, sampler_settings, sizes
 
     b = plan["budget"]
-    bd = ls.study.budgets[b]
-    lines = [f"budget `{b}`: {bd.dataset} {bd.image_size}x{bd.image_size}, "
-             f"{bd.train_steps} training steps at batch {bd.batch_size}; FD-{bd.dataset} "
-             f"(in-project extractor) on N={bd.num_samples} samples per noise seed, noise "
+    bd, z = ls.study.budgets[b], sizes(ls, experiments[0], b)
+    lines = [f"budget `{b}`: {z['dataset']} {z['image_size']}x{z['image_size']}, "
+             f"{z['train_steps']} training steps at batch {z['batch_size']}; "
+             f"FD-{z['dataset']} (in-project extractor) on N={z['num_samples']} samples per "
+             "noise seed, noise "
              f"seeds {bd.noise_seeds}; commit {plan.get('commit') or 'unknown'}"]
     for en in experiments:
         e = ls.study.experiments[en]
@@ -83,13 +85,16 @@ def design_lines(ls: Any, plan: dict, experiments: list[str], t: dict) -> list[s
     return lines
 
 
-def limits(analysis: str, ls: Any, plan: dict, res: dict) -> list[str]:
-    b = ls.study.budgets[plan["budget"]]
+def limits(analysis: str, ls: Any, plan: dict, res: dict, experiments: list[str]
+           ) -> list[str]:
+    from evaluator.study.model import sizes
+
+    z = sizes(ls, experiments[0], plan["budget"])
     out = list(LIMITS[analysis])
-    out.append(f"FD-{b.dataset} uses the in-project extractor, not Inception: its numbers "
+    out.append(f"FD-{z['dataset']} uses the in-project extractor, not Inception: its numbers "
                "are comparable within this study only, never with published FID.")
-    if b.image_size <= 8:
-        out.append(f"Measured at {b.image_size}x{b.image_size} with {b.train_steps} "
+    if z["image_size"] <= 8:
+        out.append(f"Measured at {z['image_size']}x{z['image_size']} with {z['train_steps']} "
                    "training steps; nothing here shows the behaviour at 32x32 or with the "
                    "full budget.")
     if res.get("comparisons", 0) > 1:

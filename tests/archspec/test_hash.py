@@ -234,6 +234,25 @@ def test_a_stage_default_written_out_hashes_as_left_out():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_default_padding_written_out_hashes_as_left_out():
+    """``padding: zeros`` (a default that the params' serializer leaves out) is dropped like
+    any other default, so a study's ``zeros`` level reuses the example's runs; the other
+    paddings still change the hash."""
+    def with_padding(pad):
+        return spec_from_dict(_spectral_unet(
+            {"block": "complex_resblock", "params": {"padding": pad},
+             "attention": "radial_band_attention", "resample": "spectral_down"},
+            "spectral_head"))
+
+    bare = spec_from_dict(BARE)
+    assert canonical(with_padding("zeros"))["model"] == canonical(bare)["model"]
+    assert spec_hash(with_padding("zeros")) == spec_hash(bare)
+    hashes = {spec_hash(with_padding(p)) for p in ("zeros", "circular", "hermitian")}
+    assert len(hashes) == 3
+    enc = canonical(with_padding("hermitian"))["model"]["nodes"]["eps"]["encoder"]
+    assert enc["params"] == {"padding": "hermitian"}
+
+
 def test_stage_params_that_change_the_unet_still_change_the_hash():
     """Only defaults go: a non-default value stays, and so does a value the unet would
     otherwise fill in (the encoder's own groups override the unet's groups: 2), even when it

@@ -139,3 +139,125 @@ def test_the_ablation_tables_resolve_as_a_study():
     assert all(s["data"]["budget"] == {"reference": False} for s in sweeps)  # as --short
     assert all(s["data"]["budget"] == {"reference": True}
                for s in plan(ls, "full", check=False))
+
+
+# ---- experiments on an extra dataset ---------------------------------------------------
+def _two_datasets(tmp_path, size: int = 16) -> dict:
+    """tiny_study plus an experiment on ``synthetic16``, with a 16x16 spec per pipeline."""
+    import yaml
+
+    from tests.evaluator.study_helpers import tiny_pipeline
+
+    for name, ch in (("spatial16", 8), ("spectral16", 12)):
+        spec = tiny_pipeline(ch)
+        spec["image"]["size"] = size
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    data = tiny_study()
+    data["budgets"]["cpu"]["extra_datasets"] = {
+        "synthetic16": {"image_size": 16, "train_steps": 12, "num_samples": 8}}
+    for p in ("spatial", "spectral"):
+        data["pipelines"][p]["specs_for"] = {"synthetic16": {"cpu": f"{p}16.yaml"}}
+    data["experiments"]["big"] = {"dataset": "synthetic16", "pipelines": ["spatial", "spectral"],
+                                  "seeds": 2, "samplers": [{"name": "ddim", "steps": [4]}],
+                                  "clip_probe": {"policies": ["clip", "none"],
+                                                 "samplers": [{"name": "ddim", "steps": [4]}]}}
+    data["questions"]["big"] = {"text": "Bigger?", "analysis": "ablation",
+                                "experiments": ["big"]}
+    return data
+
+
+def test_an_experiment_on_an_extra_dataset_trains_its_own_spec_and_sizes(tmp_path):
+    ls = load_study_file(write_study(tmp_path, _two_datasets(tmp_path)))
+    big = sweep_data(ls, "big", "spectral", "cpu")
+    assert big["base"]["image"]["size"] == 16 and big["base"]["name"] == "mini12"
+    assert big["objective"]["metric"] == "FD-synthetic16"
+    assert {"train.dataset=synthetic16", "train.steps=12", "train.batch_size=8",
+            "evaluate.num_samples=8"} <= set(big["overrides"])  # batch: the budget's
+    small = sweep_data(ls, "robustness", "spectral", "cpu")  # no dataset: the budget's
+    assert small["base"]["image"]["size"] == 8
+    assert {"train.dataset=synthetic8", "train.steps=24",
+            "evaluate.num_samples=16"} <= set(small["overrides"])
+    p = {x["name"]: x for x in plan(ls, "cpu", check=False)}
+    assert p["tiny.cpu.big.spatial"]["probes"]["clip"]["num_samples"] == 8
+    from evaluator.study.model import from_data
+
+    again = from_data(ls.to_data())  # as a worker restores it from the storage
+    assert sweep_data(again, "big", "spectral", "cpu") == big
+
+
+def test_extra_dataset_mistakes_are_named_with_their_paths(tmp_path):
+    data = _two_datasets(tmp_path, size=8)  # the 16x16 specs are 8x8: wrong size
+    data["experiments"]["other"] = {"dataset": "nowhere", "pipelines": ["spatial"]}
+    data["questions"]["mixed"] = {"text": "Both?", "analysis": "ablation",
+                                  "experiments": ["nfe", "big"]}
+    del data["pipelines"]["spectral"]["specs_for"]
+    data["pipelines"]["spatial"]["specs_for"]["synthetic32"] = {"cpu": "spatial16.yaml"}
+    lines = _err(tmp_path, data)
+    assert any(x.endswith("pipelines.spatial.specs_for.synthetic16.cpu: image size 8, but "
+                          "budgets.cpu.extra_datasets.synthetic16 is 16") for x in lines)
+    assert any(x.endswith("experiments.other.dataset: budget 'cpu' declares no extra dataset "
+                          "'nowhere' (budgets.cpu.extra_datasets)") for x in lines)
+    assert any("pipelines.spectral.specs_for: no spec for dataset 'synthetic16' under "
+               "budget 'cpu' (experiment 'big' trains on it)" in x for x in lines)
+    assert any("pipelines.spatial.specs_for.synthetic32: budget 'cpu' declares no extra "
+               "dataset 'synthetic32'" in x for x in lines)
+    assert any("questions.mixed.experiments: experiments on different datasets under "
+               "budget 'cpu' (synthetic16, synthetic8)" in x for x in lines)
+    assert all(x.startswith(str(tmp_path / "study.yaml")) for x in lines)
+
+
+@pytest.mark.slow
+def test_research_questions_keeps_its_stored_definition_trials_and_hashes():
+    """A running research_questions study resumes only if its stored definition, sweeps
+    and trials (cell labels, spec hashes) are what they were before the extra-dataset
+    fields existed; the JSON was written by the toolkit before that change."""
+    import hashlib
+    import json
+
+    from evaluator.store.rundir import hash_spec
+    from evaluator.sweeps.spec import resolve
+
+    def sha(d):
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    want = json.loads((ROOT / "tests/evaluator/data/research_questions_cpu_plan.json")
+                      .read_text())
+    ls = load_study_file(ROOT / "examples/study/research_questions.yaml")
+    assert sha(ls.to_data()) == want["study_to_data_sha256"]
+    sweeps, trials = {}, []
+    for p in plan(ls, "cpu", check=False):
+        sw = p["sweep"]
+        sweeps[p["name"]] = sha([sw.to_data(), p["probes"]])
+        trials += [[p["name"], sw.labels_of(i)["cell"],
+                    hash_spec(resolve(sw, sw.labels_of(i)))] for i in sw.rows]
+    assert sweeps == want["sweeps_sha256"]
+    assert trials == want["trials"]
+
+
+@pytest.mark.slow
+def test_the_processes_study_resolves_with_its_cells():
+    """examples/study/processes.yaml: every row a valid spec; 2 pipelines x 2 processes x
+    3 seeds per dataset plus 3 paddings x 3 seeds; padding=zeros reuses the digits
+    isotropic spectral runs, so 30 distinct runs."""
+    from evaluator.store.rundir import hash_spec
+    from evaluator.sweeps.spec import resolve
+
+    ls = load_study_file(ROOT / "examples/study/processes.yaml")
+    sweeps = {s["name"]: s for s in plan(ls, "cpu")}
+    rows = {n: len(s["sweep"].rows) for n, s in sweeps.items()}
+    assert rows == {"processes.cpu.process_digits.spatial": 6,
+                    "processes.cpu.process_digits.spectral": 6,
+                    "processes.cpu.process_spectro32.spatial": 6,
+                    "processes.cpu.process_spectro32.spectral": 6,
+                    "processes.cpu.padding.spectral": 9}
+    specs = {(n, s["sweep"].labels_of(i)["cell"]): resolve(s["sweep"], s["sweep"].labels_of(i))
+             for n, s in sweeps.items() for i in s["sweep"].rows}
+    assert len({hash_spec(x) for x in specs.values()}) == 30
+    for (n, cell), spec in specs.items():
+        assert spec.train.dataset == ("spectro32" if "spectro32" in n else "digits")
+        assert spec.image.size == (32 if "spectro32" in n else 8)
+        assert [(x.name, x.steps) for x in spec.evaluate.samplers] == [
+            ("dpmsolver++", [10, 20]), ("ddim", [50])]
+        assert spec.diffusion.process.kind == (
+            "equal_snr" if "equal_snr" in cell else "isotropic")
+        assert sweeps[n]["data"]["objective"]["metric"] == f"FD-{spec.train.dataset}"
