@@ -7,12 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from app.commands import workers
 from archspec.choices import DEVICES
 
 
@@ -105,9 +103,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"join with: archsearch study worker {args.study} --budget {args.budget} "
               f"--out {args.out}" + (f" --storage {url}" if args.storage else ""))
         return 0
-    threads = args.threads or max(1, engine.cores() // args.workers)
-    procs = [_spawn(args, url, threads) for _ in range(args.workers)]
-    codes = _wait(procs, storage, name)
+    threads = workers.threads_per_worker(args.threads, args.workers)
+    argv = ["study", "worker", args.study, "--budget", args.budget, "--out", str(args.out),
+            "--storage", url, "--threads", str(threads), "--device", args.device,
+            "--heartbeat", str(args.heartbeat)]
+    procs = [workers.spawn(argv, threads) for _ in range(args.workers)]
+    codes = workers.supervise(procs, name, lambda: _progress(storage, name), poll_s=5.0)
     rows = engine.status(storage, name)
     _print(rows)
     failed = sum(r["failed"] for r in rows)
@@ -116,38 +117,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if not any(codes) and not failed else 1
 
 
-def _spawn(args: argparse.Namespace, url: str, threads: int) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "app.cli", "study", "worker", args.study, "--budget",
-           args.budget, "--out", str(args.out), "--storage", url, "--threads", str(threads),
-           "--device", args.device, "--heartbeat", str(args.heartbeat)]
-    return subprocess.Popen(cmd, env=env)
-
-
-def _wait(procs: list[subprocess.Popen], storage, name: str) -> list[int]:
-    """Wait for the workers with a progress bar over every sweep's trials (a bar on a
-    terminal, nothing in logs)."""
-    from tqdm.auto import tqdm
-
+def _progress(storage, name: str):
+    """Trials over every sweep of the study, for the workers' progress bar."""
+    from app.commands.workers import Progress
     from evaluator.study.engine import status
 
     rows = status(storage, name)
-    bar = tqdm(total=sum(r["total"] for r in rows), desc=name, unit="trial", disable=None)
-    try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(5.0)
-            rows = status(storage, name)
-            bar.n = sum(r["done"] + r["failed"] for r in rows)
-            bar.set_postfix(running=sum(r["running"] for r in rows),
-                            failed=sum(r["failed"] for r in rows), refresh=False)
-            bar.refresh()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    finally:
-        bar.close()
-    return [p.wait() for p in procs]
+    return Progress(total=sum(r["total"] for r in rows),
+                    finished=sum(r["done"] + r["failed"] for r in rows),
+                    running=sum(r["running"] for r in rows),
+                    failed=sum(r["failed"] for r in rows))
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -156,15 +135,11 @@ def _worker(args: argparse.Namespace) -> int:
     ls = _load(args)
     storage_url = _url(args, ls)
     _existing(args, ls)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    workers.set_threads(args.threads)
     n = engine.work(engine.registry_name(ls.study.name, args.budget), storage_url,
                     out=args.out, device=args.device, heartbeat=args.heartbeat,
                     max_trials=args.max_trials)
-    print(f"worker {os.getpid()}: ran {n} trial(s)", file=sys.stderr)
-    return 0
+    return workers.worker_done(n)
 
 
 def _print(rows: list[dict]) -> None:

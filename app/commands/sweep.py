@@ -7,12 +7,10 @@ files raise :class:`archspec.errors.UserError`: one located line per problem, ex
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from app.commands import workers
 from archspec.choices import DEVICES
 
 
@@ -181,9 +179,12 @@ def _run(args: argparse.Namespace) -> int:
         print("nothing left to run")
         _print_status(study, ls)
         return 0
-    threads = args.threads or max(1, _cores() // args.workers)
-    procs = [_spawn_worker(url, ls.sweep.name, args, threads) for _ in range(args.workers)]
-    codes = _watch(study, ls, procs)
+    threads = workers.threads_per_worker(args.threads, args.workers)
+    argv = ["sweep", "worker", "--storage", url, "--study", ls.sweep.name, "--out",
+            str(args.out), "--threads", str(threads), "--device", args.device,
+            "--heartbeat", str(args.heartbeat), "--reconnect", str(args.reconnect)]
+    procs = [workers.spawn(argv, threads) for _ in range(args.workers)]
+    codes = workers.supervise(procs, ls.sweep.name, lambda: _progress(study, ls), poll_s=2.0)
     st = _print_status(study, ls)
     complete = st["done"] == st["total"]
     for p, code in zip(procs, codes):
@@ -195,45 +196,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if not st["failed"] and (complete or not any(codes)) else 1
 
 
-def _cores() -> int:
-    """Cores this process may run on (its affinity mask, which containers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _spawn_worker(url: str, name: str, args: argparse.Namespace, threads: int):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "app.cli", "sweep", "worker", "--storage", url,
-           "--study", name, "--out", str(args.out), "--threads", str(threads),
-           "--device", args.device, "--heartbeat", str(args.heartbeat),
-           "--reconnect", str(args.reconnect)]
-    return subprocess.Popen(cmd, env=env)
-
-
-def _watch(study, ls, procs) -> list[int]:
-    from tqdm.auto import tqdm
-
+def _progress(study, ls):
+    """The sweep's trials, for the workers' progress bar."""
+    from app.commands.workers import Progress
     from evaluator.sweeps.study import status
 
     st = status(study, ls)
-    # disable=None: a bar on a terminal, nothing in logs (the final status line remains)
-    bar = tqdm(total=st["total"], desc=ls.sweep.name, unit="trial", disable=None)
-    try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(2.0)
-            st = status(study, ls)
-            bar.n = st["done"] + st["failed"]
-            bar.set_postfix(running=st["running"], failed=st["failed"], refresh=False)
-            bar.refresh()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    finally:
-        bar.close()
-    return [p.wait() for p in procs]
+    return Progress(total=st["total"], finished=st["done"] + st["failed"],
+                    running=st["running"], failed=st["failed"])
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -243,15 +213,10 @@ def _worker(args: argparse.Namespace) -> int:
     if not is_rdb(args.storage) and not Path(args.storage.removeprefix("journal:")).is_file():
         raise UserError(f"{args.storage}: no sweep journal here (start the sweep with "
                         "`archsearch sweep run`, or give the RDB URL)")
-
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    workers.set_threads(args.threads)
     n = work(args.study, args.storage, out=args.out, device=args.device,
              heartbeat=args.heartbeat, max_trials=args.max_trials, reconnect=args.reconnect)
-    print(f"worker {os.getpid()}: ran {n} trial(s)", file=sys.stderr)
-    return 0
+    return workers.worker_done(n)
 
 
 # ---- status / analyze --------------------------------------------------------------------

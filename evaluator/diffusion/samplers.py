@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 from archspec.choices import CLIP_POLICIES, PREDICTIONS
 from archspec.errors import Problem, UserError
 from blocks.registry import Entry, Registry, RegistryError
+from evaluator.diffusion.callbacks import CallsBar, Trajectory, fan_out
 from evaluator.diffusion.ksampling import (DYNAMIC_RATIO, DYNAMIC_SAMPLE_MAX, Denoiser, euler_k,
                                           heun_k, sigma_grid)
 
@@ -223,8 +224,8 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
     model.eval()
     images, nfe_counts, elapsed = [], [], 0.0
     n_batches = -(-n // batch_size)
-    record = _Trajectory() if return_trajectory else None
-    bar = _CallsBar(f"{sampler} {steps} steps, {n_batches} batch(es)", n_batches) \
+    record = Trajectory() if return_trajectory else None
+    bar = CallsBar(f"{sampler} {steps} steps, {n_batches} batch(es)", n_batches) \
         if progress else None
     listeners = [c for c in (record, bar, callback) if c is not None]
     try:
@@ -233,7 +234,7 @@ def sample(model: "nn.Module", schedule: "NoiseSchedule", *, sampler: str, steps
                 x = noise[start:start + batch_size].to(device)
                 t0 = time.perf_counter()
                 x, calls, info = run(entry, model, x, schedule, steps, prediction, clip,
-                                     step_gen, _fan_out(listeners))
+                                     step_gen, fan_out(listeners))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 elapsed += time.perf_counter() - t0
@@ -325,64 +326,6 @@ def check_sampler(name: str, clip: str | None = None, prediction: str | None = N
     if problems:
         raise UserError([Problem("", m) for m in problems], source)
     return SAMPLERS.get(name)
-
-
-def _fan_out(listeners: list[Callable]) -> Callable | None:
-    """One callback calling every listener in order (None when there are none)."""
-    if not listeners:
-        return None
-
-    def callback(info: dict[str, Any]) -> None:
-        for c in listeners:
-            c(info)
-
-    return callback
-
-
-class _Trajectory:
-    """Callback keeping x0-hat and x per model call, per batch, on the CPU."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[list, list]] = []
-        self.x0s: list = []
-        self.xs: list = []
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        self.x0s.append(info["denoised"].float().cpu())
-        self.xs.append(info["x"].float().cpu())
-
-    def batch_done(self, calls: int) -> None:
-        self.batches.append((self.x0s, self.xs))
-        self.x0s, self.xs = [], []
-
-    def stacked(self, nfe: int) -> tuple[list, list]:
-        """(x0-hat, x) per call, each the batches concatenated."""
-        import torch
-
-        return ([torch.cat([b[0][i] for b in self.batches]) for i in range(nfe)],
-                [torch.cat([b[1][i] for b in self.batches]) for i in range(nfe)])
-
-
-class _CallsBar:
-    """Callback ticking one tqdm bar per model call over every batch; its total is known
-    after the first batch."""
-
-    def __init__(self, desc: str, batches: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=None, desc=desc, unit="call", leave=False)
-        self.batches = batches
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        self.bar.update(1)
-
-    def batch_done(self, calls: int) -> None:
-        if self.bar.total is None:
-            self.bar.total = calls * self.batches
-            self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 # ---- diffusers schedulers -------------------------------------------------------------------
