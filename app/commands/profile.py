@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 
 from app.commands.spec import add_overrides
+from evaluator.measure.op_profile import profile_ops
 from evaluator.measure.profile import (BATCH, WIDTH, ModelProfile, compare_train_steps,
                                        diffusers_peer, profile_blocks, profile_model)
 
@@ -21,6 +22,9 @@ def add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", action="append", help="with --blocks: only these blocks")
     p.add_argument("--peer", choices=["diffusers"],
                    help="also time diffusers' UNet2DModel with matched parameters")
+    p.add_argument("--ops", action="store_true",
+                   help="op-by-op self time of the train step and a sampling NFE "
+                        "(torch.profiler), side by side, excess over the first spec")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -35,6 +39,8 @@ def run_profile(args: argparse.Namespace) -> int:
     _check_device(args.device)
     if args.only and not args.blocks:
         raise UserError("--only selects blocks for --blocks; add --blocks")
+    if args.ops and args.blocks:
+        raise UserError("--ops profiles SPEC files; it does not combine with --blocks")
     if args.blocks:
         _check_only(args.only or [])
         rows = profile_blocks(repeats=args.repeats, only=args.only)
@@ -42,6 +48,8 @@ def run_profile(args: argparse.Namespace) -> int:
         return 0
     if not args.specs:
         raise UserError("give SPEC files to profile, or --blocks")
+    if args.ops:
+        return _run_ops(args)
     results, compare = _profile_specs(args)
     if args.json:
         out = [asdict(r) for r in results]
@@ -86,12 +94,13 @@ def _check_only(names: list[str]) -> None:
         raise UserError(problems)
 
 
-def _profile_specs(args):
+def _load_models(args):
+    """The specs' models (seeded alike) and images, plus the diffusers peer with ``--peer``."""
     import torch
 
     from archspec import build_model, load_spec
 
-    models, images, results = {}, {}, []
+    models, images = {}, {}
     for path in args.specs:
         spec = load_spec(path, overrides=args.override)
         torch.manual_seed(0)
@@ -102,6 +111,12 @@ def _profile_specs(args):
         n = sum(p.numel() for p in models[first].parameters())
         models["diffusers.UNet2DModel"], _cfg = diffusers_peer(images[first], n)
         images["diffusers.UNet2DModel"] = images[first]
+    return models, images
+
+
+def _profile_specs(args):
+    models, images = _load_models(args)
+    first, results = next(iter(models)), []
     for name, m in models.items():
         results.append(profile_model(name, m, images[name], batch_size=args.batch_size,
                                      repeats=args.repeats, device=args.device))
@@ -141,4 +156,50 @@ def _blocks_table(rows: list[dict]) -> str:
                          f"{r['ratio_to_real_conv']:>7.2f}")
     lines.append(f"width {WIDTH}, grid of the block's input, batch {BATCH}; ratio = median "
                  "block time / median same-width real 3x3 conv time, interleaved")
+    return "\n".join(lines)
+
+
+def _run_ops(args) -> int:
+    models, images = _load_models(args)
+    out = profile_ops(models, images, batch_size=args.batch_size, rounds=args.repeats,
+                      device=args.device)
+    print(json.dumps({"ops": out}, indent=2) if args.json else _ops_report(out))
+    return 0
+
+
+PHASES = {"train_step": "train step (fwd+bwd+AdamW)", "nfe": "sampling NFE (eval forward)"}
+
+
+def _ops_report(out: dict) -> str:
+    parts = []
+    for phase, res in out.items():
+        for metric, tabs in res["tables"].items():
+            title = f"{PHASES[phase]}: {metric} self ms"
+            parts.append(_side_table(tabs["ops"], f"op, {title}"))
+            parts.append(_side_table(tabs["families"], f"family, {title}"))
+        parts.append(_ops_footer(res))
+    return "\n\n".join(parts)
+
+
+def _side_table(rows: list[dict], title: str) -> str:
+    specs = list(rows[-1]["ms"])
+    head = f"{title[:48]:<48}" + "".join(f"{s[:15]:>16}" for s in specs) \
+        + "".join(f"{'+' + s[:14]:>16}" for s in specs[1:])
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['name'][:48]:<48}" + "".join(f"{r['ms'][s]:>16.2f}" for s in specs)
+                     + "".join(f"{r['excess'][s]:>+16.2f}" for s in specs[1:]))
+    return "\n".join(lines)
+
+
+def _ops_footer(res: dict) -> str:
+    lines = [f"{'':<48}" + "".join(f"{s[:15]:>16}" for s in res["plain_ms"])]
+    for label, key in (("wall ms, profiled", "profiled_wall_ms"),
+                       ("wall ms, no profiler (median)", "plain_ms")):
+        lines.append(f"{label:<48}" + "".join(f"{v:>16.2f}" for v in res[key].values()))
+    first = next(iter(res["plain_ms"]))
+    lines.append(f"batch {res['batch_size']}, {res['device']}, ms per call, mean of "
+                 f"{res['rounds']} profiled rounds, interleaved; +SPEC columns: SPEC minus "
+                 f"{first}; 'total' is the ops' summed self time (the profiled wall less the "
+                 "Python between ops)")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from archspec import build_model, spec_from_dict
@@ -82,3 +83,74 @@ def test_profile_blocks_lists_what_it_cannot_time(capsys):
 def test_profile_needs_a_spec(capsys):
     assert main(["profile"]) == 2
     assert "give SPEC files to profile, or --blocks" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- --ops
+SPECTRAL = MINIMAL.replace(
+    "    y: {block: irfft2, in: [f]}\n",
+    "    g: {block: complex_conv, in: [f], channels: 1}\n    y: {block: irfft2, in: [g]}\n"
+).replace("name: fft_roundtrip", "name: spectral_tiny")
+
+
+def test_op_families_partition_every_op():
+    from evaluator.measure.op_profile import FAMILY_NAMES, op_family
+
+    cases = {"aten::_fft_r2c": "fft", "aten::convolution_backward": "conv",
+             "aten::mkldnn_convolution": "conv", "aten::view_as_real": "complex elementwise",
+             "aten::mul [complex]": "complex elementwise", "aten::mul": "other",
+             "aten::native_layer_norm_backward": "norm", "aten::bmm": "attention/matmul",
+             "aten::constant_pad_nd": "copy/cat/pad", "aten::copy_ [complex]": "copy/cat/pad",
+             "optimizer/aten::sqrt": "optimizer",
+             "autograd::engine::evaluate_function: MulBackward0": "autograd engine"}
+    assert {k: op_family(k) for k in cases} == cases
+    assert set(cases.values()) <= set(FAMILY_NAMES)
+
+
+def test_side_by_side_orders_by_excess_and_keeps_the_total():
+    from evaluator.measure.op_profile import side_by_side
+
+    per_spec = {"a": {"x": 5.0, "y": 1.0, "z": 2.0}, "b": {"x": 1.0, "y": 4.0, "w": 0.5}}
+    rows = side_by_side(per_spec, top=2)
+    # the two largest |excess| (x -4, y +3), largest excess first; z (-2), w (+0.5) -> other
+    assert [r["name"] for r in rows] == ["y", "x", "other", "total"]
+    assert rows[2]["ms"] == {"a": 2.0, "b": 0.5}
+    assert rows[-1]["ms"] == {"a": 8.0, "b": 5.5} and rows[-1]["excess"] == {"b": -2.5}
+    fams = side_by_side(per_spec, group=lambda op: "xy" if op in "xy" else "zw")
+    assert {r["name"]: r["ms"]["b"] for r in fams} == {"xy": 5.0, "zw": 0.5, "total": 5.5}
+
+
+def test_profile_ops_tables_add_up_to_the_profiled_time(write_spec, capsys):
+    a, b = write_spec(CONV, "a.yaml"), write_spec(SPECTRAL, "b.yaml")
+    assert main(["profile", str(a), str(b), "--ops", "--batch-size", "2", "--repeats", "2",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["ops"]
+    assert set(out) == {"train_step", "nfe"}
+    for phase, res in out.items():
+        ops, fams = res["tables"]["cpu"]["ops"], res["tables"]["cpu"]["families"]
+        assert ops[-1]["name"] == fams[-1]["name"] == "total"
+        for spec in ("fft_roundtrip", "spectral_tiny"):
+            total = ops[-1]["ms"][spec]
+            assert total > 0 and total == pytest.approx(fams[-1]["ms"][spec])
+            # rows above the total (top ops + other; every family) each sum to it
+            assert sum(r["ms"][spec] for r in ops[:-1]) == pytest.approx(total)
+            assert sum(r["ms"][spec] for r in fams[:-1]) == pytest.approx(total)
+            # self times do not overlap, so they fit inside the profiled wall time; what
+            # they miss is Python between ops (stated factor: at least half at batch 2)
+            wall = res["profiled_wall_ms"][spec]
+            assert 0.5 * wall <= total <= 1.05 * wall, (phase, spec, total, wall)
+        by_family = {r["name"]: r["ms"] for r in fams}
+        assert min(by_family["fft"].values()) > 0 and min(by_family["conv"].values()) > 0
+        assert {r["name"] for r in fams[:-1]} <= {"optimizer", "fft", "conv", "norm",
+                                                  "attention/matmul", "copy/cat/pad",
+                                                  "complex elementwise", "autograd engine",
+                                                  "other"}
+    assert out["train_step"]["tables"]["cpu"]["families"][0]["excess"]  # B against A
+
+
+def test_profile_ops_text_and_flag_conflict(write_spec, capsys):
+    a = write_spec(CONV, "a.yaml")
+    assert main(["profile", str(a), "--ops", "--batch-size", "1", "--repeats", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "op, train step" in text and "family, sampling NFE" in text and "total" in text
+    assert main(["profile", str(a), "--ops", "--blocks"]) == 2
+    assert "does not combine with --blocks" in capsys.readouterr().err
