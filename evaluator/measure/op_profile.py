@@ -107,8 +107,9 @@ def profile_ops_interleaved(fns: dict[str, Callable[[], None]], *, rounds: int,
     metrics = ["cpu", "cuda"] if device.startswith("cuda") else ["cpu"]
     ops = {m: {k: {} for k in fns} for m in metrics}
     wall = {k: 0.0 for k in fns}
-    for fn in fns.values():     # warm-up outside the profiler
-        fn()
+    for _ in range(2):          # warm-up outside the profiler
+        for fn in fns.values():
+            fn()
     for _ in range(rounds):
         for k, fn in fns.items():
             events, ms = _profiled(fn, device)
