@@ -214,8 +214,19 @@ def environment(dev: Any) -> dict[str, Any]:
                        else f"cpu ({torch.get_num_threads()} threads)"),
             "torch": torch.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-            "python": sys.version.split()[0], "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "python": sys.version.split()[0], **_commit(git)}
+
+
+def _commit(git: Any) -> dict[str, Any]:
+    """The checked-out commit; where the tree was copied without .git (the lent GPU
+    machine), the caller names it in ``$GPU_CHECK_COMMIT``."""
+    head = git("rev-parse", "HEAD")
+    if head:
+        return {"commit": head, "commit_source": "git",
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    given = os.environ.get("GPU_CHECK_COMMIT")
+    return {"commit": given, "commit_source": "GPU_CHECK_COMMIT" if given else None,
+            "dirty": None}
 
 
 COLUMNS = (("train ms/step", "train_ms_per_step"), ("profile ms/step", "profile_step_ms"),

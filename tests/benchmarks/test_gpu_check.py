@@ -95,3 +95,12 @@ def test_fd_of_reads_the_evaluation_rows():
     assert gpu_check.fd_of(ev)["ddim 50"] == {"metric": "FD-x", "value": 12.5, "status": "ok",
                                               "reason": None, "n": 8,
                                               "extractor_sha256": "s"}
+
+
+def test_commit_comes_from_git_or_the_caller(monkeypatch):
+    monkeypatch.setenv("GPU_CHECK_COMMIT", "abc1234")
+    assert gpu_check._commit(lambda *a: None) == {
+        "commit": "abc1234", "commit_source": "GPU_CHECK_COMMIT", "dirty": None}
+    fake = {("rev-parse", "HEAD"): "f00d", ("status", "--porcelain", "--untracked-files=no"): ""}
+    assert gpu_check._commit(lambda *a: fake[a] or None) == {
+        "commit": "f00d", "commit_source": "git", "dirty": False}
