@@ -15,18 +15,38 @@ WIDTH, SIZE, BATCH = 32, 16, 16     # --blocks: same-width comparison setting
 
 # --------------------------------------------------------------------------- timing
 def interleaved_median_ms(fns: dict[str, Callable[[], None]], repeats: int,
-                          warmup: int = 2) -> dict[str, float]:
-    """Median wall time (ms) of each callable, run round-robin ``repeats`` times."""
+                          warmup: int = 2, sync: Callable[[], None] | None = None
+                          ) -> dict[str, float]:
+    """Median wall time (ms) of each callable, run round-robin ``repeats`` times.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock start and inside the
+    timed span after each call: CUDA kernels run asynchronously, so without it the time
+    would be the launch cost only.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            if sync is not None:
+                sync()
             t0 = time.perf_counter()
             fn()
+            if sync is not None:
+                sync()
             times[k].append((time.perf_counter() - t0) * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def device_sync(device) -> Callable[[], None] | None:
+    """``torch.cuda.synchronize`` bound to a CUDA ``device``; None elsewhere (CPU ops block)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(device)
 
 
 def _step_fns(model, x, t):
@@ -118,7 +138,8 @@ def profile_model(name: str, model, image: tuple[int, int, int], *, batch_size: 
     t = torch.randint(0, 1000, (batch_size,), device=device)
     model = model.to(device).train()
     fwd, fwd_bwd, step = _step_fns(model, x, t)
-    ms = interleaved_median_ms({"fwd": fwd, "fwd_bwd": fwd_bwd, "step": step}, repeats)
+    ms = interleaved_median_ms({"fwd": fwd, "fwd_bwd": fwd_bwd, "step": step}, repeats,
+                               sync=device_sync(device))
     mem, src = peak_memory_mb(model, x, t)
     return ModelProfile(name=name, params=sum(p.numel() for p in model.parameters()),
                         flops=count_flops(model, x, t), fwd_ms=ms["fwd"],
@@ -135,7 +156,7 @@ def compare_train_steps(models: dict[str, object], image, *, batch_size: int,
     x = torch.randn(batch_size, *image, device=device)
     t = torch.randint(0, 1000, (batch_size,), device=device)
     fns = {k: _step_fns(m.to(device).train(), x, t)[2] for k, m in models.items()}
-    return interleaved_median_ms(fns, repeats)
+    return interleaved_median_ms(fns, repeats, sync=device_sync(device))
 
 
 # --------------------------------------------------------------------------- diffusers peer

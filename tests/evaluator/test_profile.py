@@ -41,6 +41,25 @@ def test_interleaved_timing_orders_work():
     assert ms["big"] > ms["small"] > 0
 
 
+def test_interleaved_timer_syncs_around_each_timed_call():
+    # sync stands for torch.cuda.synchronize: it must run before the clock starts and
+    # inside the timed span after each call (else async kernels would time as launches)
+    import time as _time
+
+    log = []
+
+    def fn():
+        log.append("call")
+
+    def slow_sync():
+        log.append("sync")
+        _time.sleep(0.02)
+
+    ms = interleaved_median_ms({"f": fn}, repeats=3, warmup=1, sync=slow_sync)
+    assert log == ["call"] + ["sync", "call", "sync"] * 3
+    assert ms["f"] >= 20.0   # the sync after the call is inside the timed span
+
+
 def test_profile_json_fields(capsys):
     assert main(["profile", str(SPECS / "tiny_unet_8.yaml"), "--batch-size", "2",
                  "--repeats", "1", "--json"]) == 0
