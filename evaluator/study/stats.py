@@ -48,11 +48,17 @@ def group(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, list
     return out
 
 
+def _order(key: tuple) -> tuple:
+    """Numbers in numeric order (NFE 5 before 10 before 100), then anything else as text."""
+    return tuple((0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool)
+                 else (1, 0, str(v)) for v in key)
+
+
 def summarise(rows: list[dict[str, Any]], keys: tuple[str, ...], value: str
               ) -> list[dict[str, Any]]:
     """Mean +- CI of ``value`` per group of ``keys`` (seeds listed)."""
     out = []
-    for k, rs in sorted(group(rows, keys).items(), key=lambda kv: str(kv[0])):
+    for k, rs in sorted(group(rows, keys).items(), key=lambda kv: _order(kv[0])):
         s = mean_ci(r[value] for r in rs)
         out.append({**dict(zip(keys, k)), **s,
                     "seeds": sorted({r["seed"] for r in rs if r.get(value) is not None})})

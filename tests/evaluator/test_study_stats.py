@@ -97,3 +97,12 @@ def test_bootstrap_interval_of_the_mean_brackets_it():
     lo, hi = S.bootstrap(v, lambda x: sum(x) / len(x), boot=500)
     assert 1.0 <= lo < sum(v) / 4 < hi <= 10.0
     assert S.bootstrap([1.0], lambda x: x[0]) is None
+
+
+def test_summarise_orders_numbers_numerically_and_keeps_each_group():
+    rows = [{"p": p, "nfe": n, "seed": s, "fd": float(n + s)}
+            for p in ("b", "a") for n in (100, 5, 50, 10) for s in (0, 1)]
+    out = S.summarise(rows, ("p", "nfe"), "fd")
+    assert [(r["p"], r["nfe"]) for r in out] == [
+        (p, n) for p in ("a", "b") for n in (5, 10, 50, 100)]   # not "10" < "100" < "5"
+    assert [r["mean"] for r in out[:4]] == [5.5, 10.5, 50.5, 100.5]
