@@ -18,8 +18,10 @@ from evaluator.study.stats import fmt
 LIMITS = {
     "q1_nfe": ["NFE-to-match compares mean curves over training seeds at one training "
                "budget; longer training can move both the baseline and the curves.",
-               "ms per NFE is measured on the machine that ran the study; another device "
-               "changes the wall-clock comparison, not the NFE one."],
+               "ms per NFE is measured inside the study's workers, which share the "
+               "machine with each other and anything else running, so the equal-time "
+               "table is noisy (`archsearch profile A B` measures the ratio side by side); "
+               "another device changes the wall-clock comparison, not the NFE one."],
     "q2_stability": ["Convergence is scored with one cheap sampler on snapshots; the "
                      "threshold is relative to this study's own runs.",
                      "Factors from a fractional design are main effects: interactions "

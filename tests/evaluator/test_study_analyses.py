@@ -182,3 +182,14 @@ def test_ablation_names_the_best_level_and_whether_it_is_separated():
     assert "norm=none 2 ± " in res["answer"]  # swapped data, swapped answer
     res = A.ablation(_tables(rows({"group": [2.0, 4.0, 3.0], "none": [2.5, 4.5, 3.5]})), {})
     assert res["verdict"] == "inconclusive" and "not separated from norm=none" in res["answer"]
+
+
+def test_q3_some_bins_separated_is_partly_with_the_chance_count():
+    band = []
+    for seed, jitter in enumerate((0.0, 0.01, -0.01)):   # bin 0 separated
+        band += _band("uniform", seed, [[1.0 + jitter], [1.0 + 10 * jitter]])
+        band += _band("min_snr", seed, [[2.0 + jitter], [1.0 - 10 * jitter]])  # bin 1 ties
+    res = A.q3(_tables(band=band), {"factors": ["weighting"]})
+    assert res["verdict"] == "partly" and res["comparisons"] == 2
+    assert res["answer"].startswith("Separated in 1 of 2 bins only (about 0.1 expected")
+    assert "t-bin 0 uniform, t-bin 1 inconclusive" in res["answer"]
