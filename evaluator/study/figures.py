@@ -13,6 +13,7 @@ def figures(section: dict[str, Any], metric: str = "FD") -> list[Any]:
           "q4_robustness": q4, "ablation": ablation}[section["analysis"]]
     figs = fn(section["numbers"])
     for f in figs:
+        f.update_layout(showlegend=True)   # plotly hides a one-trace legend
         for obj in (f.layout.title, f.layout.yaxis.title):
             if obj.text:
                 obj.text = re.sub(r"\bFD\b", metric, obj.text)
@@ -78,7 +79,11 @@ def q3(n: dict) -> list[Any]:
                 fig.add_trace(go.Heatmap(z=z, x=bins, y=bands, coloraxis="coloraxis"),
                               row=1, col=i + 1)
             fig.update_layout(title=f"{p}: log10 denoising error, radial band x t-bin, by {f}",
-                              coloraxis={"colorscale": "Viridis"}, template="plotly_white")
+                              coloraxis={"colorscale": "Viridis",
+                                         "colorbar": {"title": {"text": "log10 error"}}},
+                              template="plotly_white")
+            fig.update_xaxes(title_text="t-bin (0: least noise)")
+            fig.update_yaxes(title_text="radial band (0: lowest frequencies)", col=1)
             out.append(fig)
     return out
 
@@ -92,7 +97,7 @@ def q4(n: dict) -> list[Any]:
                       ("worst", "worst case FD")):
         fig.add_trace(go.Bar(x=list(rob), y=[rob[p][key]["mean"] for p in rob], name=name))
     fig.update_layout(title="Robustness measures (lower is more robust)", barmode="group",
-                      template="plotly_white")
+                      xaxis_title="pipeline", yaxis_title="FD", template="plotly_white")
     return [fig]
 
 
@@ -108,5 +113,6 @@ def ablation(n: dict) -> list[Any]:
                              y=[r["mean"] for r in rows], error_y=_err(rows),
                              name=f"{key[1]} {key[2]} {key[3]}"))
     fig.update_layout(title="FD per level (mean ± 95% CI over training seeds)",
-                      yaxis_title="FD", template="plotly_white")
+                      xaxis_title="experiment: level", yaxis_title="FD",
+                      template="plotly_white")
     return [fig]
