@@ -118,10 +118,13 @@ def _widths(page, n: int) -> list[float]:
 
 
 def _legends_on_every_figure(page) -> None:
+    """Every visible figure has a legend; a heatmap's legend is its colour bar."""
     plots = page.locator(".js-plotly-plot:visible")
     assert plots.count() >= 1
     for i in range(plots.count()):
-        assert plots.nth(i).locator(".legend").count() >= 1, f"figure {i} has no legend"
+        fig = plots.nth(i)
+        keys = fig.locator(".legend").count() + fig.locator(".colorbar").count()
+        assert keys >= 1, f"figure {i} has no legend"
 
 
 def _min_col(page, i: int) -> float:
@@ -203,3 +206,31 @@ def test_run_trained_while_open_appears(page, four):
     page.locator("#sbs-runs input").first.click()
     page.get_by_role("option", name="late_run").first.wait_for(timeout=30_000)
     page.keyboard.press("Escape")
+
+
+@pytest.fixture(scope="module")
+def study_url(tiny_study_run):
+    """The app on the shared tiny study's results root (its study tab reads, never trains)."""
+    from app.gui import build_app, launch
+    from tests.app.conftest import free_port
+
+    demo = build_app(tiny_study_run[1])
+    _, url = launch(demo, "127.0.0.1", free_port(), block=False)
+    yield url
+    demo.close()
+
+
+def test_study_tab_shows_every_question(page, study_url, tmp_path_factory):
+    # last in this module: the page leaves the four-run app for the study's
+    page.goto(study_url, wait_until="load", timeout=60_000)
+    _tab(page, "study")
+    page.locator("#study-header").get_by_text("all 20 trials ended").wait_for(timeout=60_000)
+    for q in range(4):
+        head = page.locator(f"#study-q{q}-head")
+        head.wait_for(state="visible", timeout=30_000)
+        assert f"Q{q + 1}" in head.inner_text()
+        assert "Answer (" in page.locator(f"#study-q{q}-body").inner_text()
+    page.locator("#study-q0-fig0 .legend").first.wait_for(timeout=30_000)
+    _legends_on_every_figure(page)
+    _shot(page, "app_study.png", tmp_path_factory)
+    assert page.external == [], page.external
