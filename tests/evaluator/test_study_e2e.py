@@ -48,6 +48,15 @@ def test_a_tiny_study_runs_end_to_end_and_reports_every_question(tiny_study_run)
     assert "Plotly.newPlot" in page and "plotly.js v" in page.lower() or "plotly" in page
 
 
+def _worker(path: Path, out: Path, url: str, **popen: object) -> subprocess.Popen:
+    """One ``study worker`` process, one thread, heartbeat every second, output dropped."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "study", "worker", str(path), "--out", str(out),
+         "--storage", url, "--device", "cpu", "--heartbeat", "1", "--threads", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+
+
 @pytest.mark.slow
 def test_a_killed_study_resumes_without_retraining_or_duplicating(tmp_path):
     data = tiny_study(questions={"q1": tiny_study()["questions"]["q1"]},
@@ -55,11 +64,7 @@ def test_a_killed_study_resumes_without_retraining_or_duplicating(tmp_path):
     data["budgets"]["cpu"]["train_steps"] = 150
     path, out = write_study(tmp_path, data), tmp_path / "results"
     url, storage = start_study(path, out)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    victim = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "study", "worker", str(path), "--out", str(out),
-         "--storage", url, "--device", "cpu", "--heartbeat", "1", "--threads", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _worker(path, out, url)
     names = [f"tiny.cpu.nfe.{p}" for p in ("spatial", "spectral")]
     end, killed = time.time() + 300, False
     try:
@@ -132,13 +137,8 @@ def test_a_study_killed_while_evaluating_resumes_without_retraining(tmp_path):
     data = tiny_study(questions={"q1": tiny_study()["questions"]["q1"]},
                       experiments={"nfe": {"pipelines": ["spatial"], "seeds": 2}})
     path, out = write_study(tmp_path, data), tmp_path / "results"
-    url, storage = _start(path, out)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    victim = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "study", "worker", str(path), "--out", str(out),
-         "--storage", url, "--device", "cpu", "--heartbeat", "1", "--threads", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    url, storage = start_study(path, out)
+    victim = _worker(path, out, url, start_new_session=True)
     try:
         killed = RunDir(_kill_when_evaluating(victim, out, timeout=240))
     finally:
