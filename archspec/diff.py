@@ -27,18 +27,18 @@ def load_for_diff(path: str | Path):
     return load_spec(p)
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted paths of every leaf; lists are leaves (compared whole)."""
     if isinstance(obj, dict) and obj:
         out: dict[str, Any] = {}
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: obj}
 
 
 def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    fa, fb = _flatten(a), _flatten(b)
+    fa, fb = flatten(a), flatten(b)
     out = []
     for path in [*fa, *(k for k in fb if k not in fa)]:
         va, vb = fa.get(path, _MISSING), fb.get(path, _MISSING)

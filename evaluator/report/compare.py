@@ -221,18 +221,10 @@ def fd_columns(run: Any) -> dict[str, float]:
     return out
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict) and d:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
-
-
 def differences(rows: list[dict[str, Any]]) -> dict[str, str]:
     """Per run path: what its resolved spec sets differently from the other runs of the
     same name (``train.steps=30, model.nodes.temb.dim=16``); "" for a name held once."""
+    from archspec.diff import flatten
     from evaluator.store.atomic import read_json
 
     by_name: dict[str, list[dict]] = {}
@@ -240,7 +232,7 @@ def differences(rows: list[dict[str, Any]]) -> dict[str, str]:
         by_name.setdefault(r["name"], []).append(r)
     out = {}
     for group in by_name.values():
-        flats = {r["path"]: _flat(read_json(Path(r["path"]) / "spec.resolved.json",
+        flats = {r["path"]: flatten(read_json(Path(r["path"]) / "spec.resolved.json",
                                             default={}) or {}) for r in group}
         keys = set().union(*flats.values()) if flats else set()
         varying = sorted(k for k in keys
