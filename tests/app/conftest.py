@@ -19,37 +19,20 @@ def free_port() -> int:
 def two_runs(root):
     """Train two tiny digits runs (30 steps) that differ in their embedding width; the
     first keeps EMA snapshots every 10 steps (a convergence curve once evaluated)."""
-    from archspec import spec_from_dict
-    from evaluator.training.loop import train
-    from tests.evaluator.helpers import mini_spec
+    from tests.evaluator.helpers import train_mini
 
-    runs = []
-    for name, dim in (("mini_a", 16), ("mini_b", 8)):
-        data = mini_spec(train={"steps": 30, "batch_size": 16})
-        data["name"] = name
-        data["model"]["nodes"]["temb"]["dim"] = dim
-        if name == "mini_a":
-            data["evaluate"]["convergence"] = {"every": 10, "sampler": "ddim", "steps": 3,
-                                               "num_samples": 16}
-        res = train(spec_from_dict(data), root=root, device="cpu", progress=False)
-        assert res.status == "finished"
-        runs.append(res.run)
-    return runs
+    snapshots = {"convergence": {"every": 10, "sampler": "ddim", "steps": 3,
+                                 "num_samples": 16}}
+    return [train_mini(root, "mini_a", 16, steps=30, batch_size=16, evaluate=snapshots),
+            train_mini(root, "mini_b", 8, steps=30, batch_size=16)]
 
 
 def four_runs(root):
     """:func:`two_runs` and two more (wider time embeddings): four panels' worth."""
-    from archspec import spec_from_dict
-    from evaluator.training.loop import train
-    from tests.evaluator.helpers import mini_spec
+    from tests.evaluator.helpers import train_mini
 
-    runs = two_runs(root)
-    for name, dim in (("mini_c", 24), ("mini_d", 32)):
-        data = mini_spec(train={"steps": 30, "batch_size": 16})
-        data["name"] = name
-        data["model"]["nodes"]["temb"]["dim"] = dim
-        runs.append(train(spec_from_dict(data), root=root, device="cpu", progress=False).run)
-    return runs
+    return two_runs(root) + [train_mini(root, name, dim, steps=30, batch_size=16)
+                             for name, dim in (("mini_c", 24), ("mini_d", 32))]
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,22 @@ def mini_spec(**sections: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def train_mini(root: Path, name: str, emb_dim: int, *, steps: int, batch_size: int,
+               evaluate: dict[str, Any] | None = None) -> Any:
+    """Train the tiny spec named ``name`` (time-embedding width ``emb_dim``) into ``root``;
+    returns its finished run folder."""
+    from archspec import spec_from_dict
+    from evaluator.training.loop import train
+
+    data = mini_spec(train={"steps": steps, "batch_size": batch_size},
+                     **({"evaluate": evaluate} if evaluate else {}))
+    data["name"] = name
+    data["model"]["nodes"]["temb"]["dim"] = emb_dim
+    res = train(spec_from_dict(data), root=root, device="cpu", progress=False)
+    assert res.status == "finished", res.reason
+    return res.run
+
+
 def evaluate_in(root: Path, data: dict[str, Any]) -> tuple[Path, list[dict[str, Any]]]:
     """Write ``data`` to ``root/mini.yaml`` and evaluate it (full budget, CPU) with a cache
     of its own under ``root``; returns (spec file, rows)."""

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,42 +108,57 @@ def test_training_lowers_loss_and_logs_every_step(tmp_path):
         assert torch.equal(ck["model"][k], v)
 
 
-def test_train_uses_the_spec_own_loss(tmp_path):
-    """No step_loss given: train builds it from spec.diffusion. The first step's loss is
-    recomputed independently (diffusers' alphas, the v target written out, min-SNR weight
-    by hand, uniform Fourier MSE == pixel MSE by Parseval) from the same random draws."""
-    from diffusers import DDPMScheduler
+@dataclass
+class FirstStep:
+    result: Any
+    loss: float
+    data: torch.Tensor
+    model: nn.Module          # back at its initial weights, to recompute the step's loss
+    draws: tuple              # (idx, t, noise) as the step drew them
 
+
+def _first_step(name: str, root: Any, diffusion: dict) -> FirstStep:
+    """One training step of :class:`Tiny` on 64 synthetic images (batch 8, train.seed 3),
+    and the same draws regenerated from one CPU generator seeded by train.seed."""
     spec = spec_from_dict({
-        "name": "own_loss", "image": {"channels": 1, "size": 8},
-        "model": PLACEHOLDER_MODEL,
-        "diffusion": {"schedule": "linear", "timesteps": 1000, "prediction": "v",
-                      "loss": {"domain": "fourier", "time_weighting": "min_snr",
-                               "min_snr_gamma": 5.0}},
+        "name": name, "image": {"channels": 1, "size": 8}, "model": PLACEHOLDER_MODEL,
+        "diffusion": diffusion,
         "train": {"steps": 1, "batch_size": 8, "lr": 1e-3, "seed": 3, "dataset": "synthetic8"}})
     data = make_data(64)
     torch.manual_seed(0)
     model = Tiny()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
-    res = train(spec, root=None, model=model, data=data, device="cpu", progress=False,
+    res = train(spec, root=root, model=model, data=data, device="cpu", progress=False,
                 on_step=lambda step, loss: seen.append(loss))
     assert res.status == "finished" and len(seen) == 1
-    # the same draws as the training step (all from one CPU generator seeded by train.seed)
     gen = torch.Generator().manual_seed(3)
-    idx = torch.randint(0, 64, (8,), generator=gen)
-    t = torch.randint(0, 1000, (8,), generator=gen)
-    noise = torch.randn((8, 1, 8, 8), generator=gen)
-    x0 = data[idx]
+    draws = (torch.randint(0, 64, (8,), generator=gen),
+             torch.randint(0, 1000, (8,), generator=gen),
+             torch.randn((8, 1, 8, 8), generator=gen))
+    model.load_state_dict(before)
+    return FirstStep(res, seen[0], data, model, draws)
+
+
+def test_train_uses_the_spec_own_loss(tmp_path):
+    """No step_loss given: train builds it from spec.diffusion. The first step's loss is
+    recomputed independently (diffusers' alphas, the v target written out, min-SNR weight
+    by hand, uniform Fourier MSE == pixel MSE by Parseval) from the same random draws."""
+    from diffusers import DDPMScheduler
+
+    step = _first_step("own_loss", None, {
+        "schedule": "linear", "timesteps": 1000, "prediction": "v",
+        "loss": {"domain": "fourier", "time_weighting": "min_snr", "min_snr_gamma": 5.0}})
+    model, (idx, t, noise) = step.model, step.draws
+    x0 = step.data[idx]
     abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod.double()[t].view(-1, 1, 1, 1)
     x_t = (abar.sqrt() * x0 + (1 - abar).sqrt() * noise).float()
     v = abar.sqrt() * noise - (1 - abar).sqrt() * x0
-    model.load_state_dict(before)
     with torch.no_grad():
         mse = (model(x_t, t).double() - v).pow(2).mean(dim=(1, 2, 3))
     snr = (abar / (1 - abar)).view(-1)
     ref = (torch.clamp(snr, max=5.0) / (snr + 1) * mse).mean()
-    assert seen[0] == pytest.approx(float(ref), rel=1e-4)
+    assert step.loss == pytest.approx(float(ref), rel=1e-4)
 
 
 def test_loss_summary_relative_drop():
@@ -431,33 +448,19 @@ def test_training_follows_the_forward_process_and_records_it(tmp_path):
 
     from evaluator.diffusion.processes import spectrum_sha256
 
-    spec = spec_from_dict({
-        "name": "equal_snr", "image": {"channels": 1, "size": 8},
-        "model": PLACEHOLDER_MODEL,
-        "diffusion": {"schedule": "linear", "timesteps": 1000,
-                      "process": {"kind": "equal_snr", "floor": 0.01}},
-        "train": {"steps": 1, "batch_size": 8, "lr": 1e-3, "seed": 3, "dataset": "synthetic8"}})
-    data = make_data(64)
-    torch.manual_seed(0)
-    model = Tiny()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    seen = []
-    res = train(spec, root=tmp_path, model=model, data=data, device="cpu", progress=False,
-                on_step=lambda step, loss: seen.append(loss))
-    gen = torch.Generator().manual_seed(3)
-    idx = torch.randint(0, 64, (8,), generator=gen)
-    t = torch.randint(0, 1000, (8,), generator=gen)
-    noise = torch.randn((8, 1, 8, 8), generator=gen)
+    step = _first_step("equal_snr", tmp_path, {
+        "schedule": "linear", "timesteps": 1000,
+        "process": {"kind": "equal_snr", "floor": 0.01}})
+    data, model, (idx, t, noise) = step.data, step.model, step.draws
     power = (torch.fft.fft2(data.double(), norm="ortho").abs() ** 2).mean(dim=(0, 1))  # (8, 8)
     shape = (power / power.mean()).clamp(min=0.01).sqrt()
     coloured = torch.fft.ifft2(torch.fft.fft2(noise.double(), norm="ortho") * shape,
                                norm="ortho").real
     abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod.double()[t].view(-1, 1, 1, 1)
     x_t = (abar.sqrt() * data[idx] + (1 - abar).sqrt() * coloured).float()
-    model.load_state_dict(before)
     with torch.no_grad():
         ref = (model(x_t, t).double() - noise).pow(2).mean()
-    assert seen[0] == pytest.approx(float(ref), rel=1e-4)
-    rec = json.loads(res.run.metrics_file.read_text())["train"]["process"]
+    assert step.loss == pytest.approx(float(ref), rel=1e-4)
+    rec = json.loads(step.result.run.metrics_file.read_text())["train"]["process"]
     half = (torch.fft.rfft2(data.double(), norm="ortho").abs() ** 2).mean(dim=(0, 1))
     assert rec == {"kind": "equal_snr", "floor": 0.01, "stats_sha256": spectrum_sha256(half)}

@@ -5,15 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from archspec import spec_from_dict
 from archspec.errors import UserError
 from evaluator.diffusion.samplers import initial_noise
-from evaluator.training.loop import train
 from evaluator.measure.step_spectra import (band_energy_per_step, default_bands, settle_step,
                                             step_statistics)
 from evaluator.pipeline.side_by_side import sample_side_by_side
 from evaluator.report.images import image_grid
-from tests.evaluator.helpers import mini_spec
+from tests.evaluator.helpers import train_mini
 
 
 def _np_band_shares(x: torch.Tensor, n_bands: int) -> np.ndarray:
@@ -57,13 +55,8 @@ def test_image_grid_layout_and_values():
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("traj")
-    runs = []
-    for name, dim in (("ta", 16), ("tb", 8)):
-        data = mini_spec(train={"steps": 6, "batch_size": 8})
-        data["name"] = name
-        data["model"]["nodes"]["temb"]["dim"] = dim
-        runs.append(train(spec_from_dict(data), root=root, device="cpu", progress=False).run)
-    return runs
+    return [train_mini(root, name, dim, steps=6, batch_size=8)
+            for name, dim in (("ta", 16), ("tb", 8))]
 
 
 def test_side_by_side_shares_noise_and_settings(two_runs):
